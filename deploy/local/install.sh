@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what a fresh machine lacks: Debian packages (Java 17 and Maven for the Kafka jars,
+# redis-server, kcat) and the Python virtual environment with the project and its test tools.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+need=()
+command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need+=(maven)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v kcat >/dev/null || need+=(kcat)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install: apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+  # Debian starts its own redis service on install; ours is started by deploy/local/redis.sh.
+  if command -v systemctl >/dev/null; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  service redis-server stop >/dev/null 2>&1 || true
+fi
+if [ ! -x "$root/.venv/bin/python" ]; then
+  python3 -m venv "$root/.venv"
+fi
+stamp="$root/.venv/.installed"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+  "$root/.venv/bin/pip" install -q --upgrade pip
+  "$root/.venv/bin/pip" install -q -e "$root[dev]"
+  touch "$stamp"
+fi
+echo "install: ready ($("$root/.venv/bin/python" --version))"

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Fetch (once), format (once) and start a single-node KRaft Apache Kafka on 127.0.0.1.
+# Usage: deploy/local/kafka.sh start|stop|status
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+KAFKA_VERSION=${KAFKA_VERSION:-4.1.1}
+PORT=${CX_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${CX_KAFKA_CONTROLLER_PORT:-9093}
+cache="$root/.cache/kafka-$KAFKA_VERSION"
+state="$root/.run/kafka"
+pidfile="$state/kafka.pid"
+
+fetch_jars() {
+  [ -f "$cache/.complete" ] && return 0
+  mkdir -p "$cache/libs"
+  command -v mvn >/dev/null || { apt-get install -y -qq maven >/dev/null; }
+  cat > "$cache/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.cx</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>2.24.3</version></dependency>
+  </dependencies>
+</project>
+POM
+  echo "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central (once)..." >&2
+  (cd "$cache" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=libs) >&2
+  touch "$cache/.complete"
+}
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+wait_port() {
+  for _ in $(seq 1 120); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+    running || { echo "kafka: process exited; see $state/kafka.log" >&2; tail -30 "$state/kafka.log" >&2; return 1; }
+    sleep 0.5
+  done
+  echo "kafka: port $PORT not open after 60 s" >&2; return 1
+}
+
+start() {
+  if running; then echo "kafka: already running (pid $(cat "$pidfile"))"; return 0; fi
+  fetch_jars
+  mkdir -p "$state/data"
+  cat > "$state/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$state/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.hours=-1
+log.segment.bytes=104857600
+PROPS
+  cat > "$state/log4j2.yaml" <<'LOG'
+Configuration:
+  Appenders:
+    Console: {name: STDOUT, PatternLayout: {pattern: "[%d] %p %m (%c)%n"}}
+  Loggers:
+    Root: {level: WARN, AppenderRef: [{ref: STDOUT}]}
+    Logger: [{name: kafka.server.KafkaRaftServer, level: INFO}]
+LOG
+  if [ ! -f "$state/data/meta.properties" ]; then
+    java -cp "$cache/libs/*" kafka.tools.StorageTool format --standalone \
+      -t "$(java -cp "$cache/libs/*" kafka.tools.StorageTool random-uuid)" \
+      -c "$state/server.properties" >"$state/format.log" 2>&1
+  fi
+  setsid nohup java -Xms256m -Xmx1g -Dlog4j2.configurationFile="$state/log4j2.yaml" \
+    -cp "$cache/libs/*" kafka.Kafka "$state/server.properties" >"$state/kafka.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+  wait_port
+  echo "kafka: Apache Kafka $KAFKA_VERSION ready on 127.0.0.1:$PORT (pid $(cat "$pidfile"))"
+}
+
+stop() {
+  if running; then
+    pid=$(cat "$pidfile"); kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -9 "$pid" 2>/dev/null || true
+    echo "kafka: stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status) running && echo "kafka: running" || { echo "kafka: stopped"; exit 1; } ;;
+  fetch) fetch_jars ;;
+  *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+esac

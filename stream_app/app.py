@@ -1,0 +1,179 @@
+"""The one place where the worker is wired: Faust app, topics, tables, the batch path, the timer.
+
+Records of the two input topics go, a fetched batch at a time, to the intake stage; the partial
+states it produces go through the partials topic to the rollup stage, which emits snapshots.
+Each batch is acknowledged to Faust only after all its writes are on the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import ssl
+import time
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from stream_app.faust_bridge import BatchApp, check_pinned_faust
+from stream_app.intake import Intake, Outcomes
+from stream_app.rollup import Rollup
+from stream_app.settings import Settings
+from stream_app.sinks import prometheus
+from stream_app.sinks.kafka import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Runs both stages over each batch, under one lock shared with the snapshot timer."""
+
+    def __init__(self, app: BatchApp, settings: Settings, intake: Intake, rollup: Rollup) -> None:
+        self.app = app
+        self.settings = settings
+        self.intake = intake
+        self.rollup = rollup
+        self.lock = asyncio.Lock()
+        self.stale = False
+        self.input_topics = {settings.topic_interactions, settings.topic_surveys}
+
+    def on_rebalance(self, *_: Any, **__: Any) -> None:
+        self.stale = True
+
+    def _refresh(self) -> None:
+        if self.stale:
+            self.intake.forget()
+            self.rollup.forget()
+            self.stale = False
+
+    async def handle(self, batch: dict[TP, list[Any]]) -> None:
+        started = time.perf_counter()
+        outcomes = Outcomes()
+        async with self.lock:
+            self._refresh()
+            changelog, out = Outbox(self.app.producer), Outbox(self.app.producer)
+            inputs: dict[int, list[tuple[str, Any]]] = {}
+            # Interactions before surveys, so a survey in the same batch as its interaction joins at once.
+            for tp in sorted(batch, key=lambda t: (t.topic != self.settings.topic_interactions, t.partition)):
+                if tp.topic in self.input_topics:
+                    inputs.setdefault(tp.partition, []).extend((tp.topic, m) for m in batch[tp])
+            for partition, records in inputs.items():
+                self.intake.process(partition, records, changelog, out, outcomes)
+            for tp, messages in batch.items():
+                if tp.topic == self.settings.topic_partials:
+                    self.rollup.process(tp.partition, messages, changelog, outcomes)
+            await changelog.flush()
+            await out.flush()
+            await self._emit()
+        prometheus.record_batch(outcomes.counts, sum(len(m) for m in batch.values()),
+                                time.perf_counter() - started)
+
+    async def tick(self) -> None:
+        """Throttled rolling snapshots and finals, also when no records arrive (idle partitions)."""
+        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
+            return
+        async with self.lock:
+            self._refresh()
+            for tp in self.app.assignor.assigned_actives():
+                if tp.topic == self.settings.topic_partials:
+                    self.rollup.load(tp.partition)
+            await self._emit()
+
+    async def _emit(self) -> None:
+        out = Outbox(self.app.producer)
+        frontiers = {}
+        for partition in self.rollup.loaded():
+            self.rollup.due_snapshots(partition, out)
+            frontiers[partition] = self.rollup.finals(partition, out)
+        await out.flush()
+        changelog = Outbox(self.app.producer)
+        for partition, frontier in frontiers.items():
+            self.rollup.advance(partition, frontier, changelog)
+        await changelog.flush()
+
+
+def create_app(settings: Settings) -> BatchApp:
+    check_pinned_faust()
+    data_dir = settings.data_dir.resolve()
+    app = BatchApp(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=_credentials(settings),
+        store="rocksdb://",
+        datadir=str(data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_seconds,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_seconds / 5),
+        broker_max_poll_records=settings.batch_max_records,
+        stream_recovery_delay=0.5,
+        producer_max_request_size=4 * 1024 * 1024,
+        producer_max_batch_size=512 * 1024,
+        producer_acks=-1,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_transport=f"tcp://{settings.web_host}:{settings.web_port}",
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    sources = app.topic(settings.topic_interactions, settings.topic_surveys, settings.topic_partials,
+                        partitions=settings.partitions, **raw)
+    table_options = {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes}
+    intake_table = app.Table("intake", **table_options)
+    rollup_table = app.Table("rollup", **table_options)
+    pipeline = Pipeline(
+        app, settings,
+        Intake(settings, intake_table, {settings.topic_interactions: "i", settings.topic_surveys: "s"}),
+        Rollup(settings, rollup_table),
+    )
+
+    @app.agent(sources, name="cx-batches")
+    async def subscription(stream: faust.StreamT) -> None:
+        """Holds the subscription so Faust assigns the partitions; records arrive via the batch path."""
+        async for _ in stream:
+            pass
+
+    app.route_batches(frozenset(sources.topics), pipeline.handle)
+    app.on_partitions_revoked.connect(pipeline.on_rebalance)
+    app.on_partitions_assigned.connect(pipeline.on_rebalance)
+    app.timer(min(1.0, settings.emit_interval_seconds))(pipeline.tick)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        return web.json({"ready": ready}, status=200 if ready else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        body, content_type = prometheus.exposition()
+        return web.bytes(body, content_type=content_type)
+
+    app.cx_pipeline = pipeline  # type: ignore[attr-defined]
+    return app
+
+
+def reset_local_tables(app: faust.App) -> None:
+    """Recover tables from their changelogs, never from a local copy a crash may have left ahead."""
+    shutil.rmtree(app.conf.tabledir, ignore_errors=True)
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username or "", password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl.create_default_context() if "SSL" in settings.kafka_security_protocol else None,
+        )
+    if settings.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(ssl.create_default_context())
+    return None

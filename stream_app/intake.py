@@ -1,0 +1,289 @@
+"""Stage one, per input partition: validate, deduplicate, join, judge lateness, fill time buckets.
+
+Runs on the partitions of the two co-partitioned input topics. Its state (join entries, time
+buckets, the watermark) lives in one table partition; after each batch it sends, per touched
+bucket, the bucket's whole state to the rollup stage, which merges the input partitions.
+
+Exactness: each bucket remembers, per input topic, the highest offset it has applied; a replayed
+record changes only buckets that have not seen it (README, Exactness).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream_app import join, scoring
+from stream_app.contract import decode_interaction, decode_survey
+from stream_app.errors import InvalidEvent
+from stream_app.events import Interaction, Survey
+from stream_app.settings import Settings
+from stream_app.sinks.kafka import Outbox
+from stream_app.state import PartitionState, iter_partition
+from stream_app.windows import bucket_widths
+
+META = b"m"
+JOIN = b"j"
+BUCKET = b"b"
+WATERMARK_KEY = b"~wm"
+KINDS = ("i", "s")  # interaction-closed, survey-answered: index into a bucket's versions
+
+
+def _sparse(vector: list[float]) -> list[list[float]]:
+    return [[i, v] for i, v in enumerate(vector) if v]
+
+
+def interaction_contribution(ix: Interaction, service_level_seconds: float) -> list[list[float]]:
+    vector = scoring.empty()
+    scoring.add_interaction(vector, ix, service_level_seconds)
+    return _sparse(vector)
+
+
+def survey_contribution(survey: Survey) -> list[list[float]]:
+    vector = scoring.empty()
+    scoring.add_survey(vector, survey.answers)
+    return _sparse(vector)
+
+
+def scope_partition(scope_key: bytes, partitions: int) -> int:
+    """Which rollup partition owns a scope: stable across processes and restarts."""
+    return zlib.crc32(scope_key) % partitions
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """What happened to each input record, for the ``cx_events_total`` counter."""
+
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, topic: str, outcome: str) -> None:
+        self.counts[(topic, outcome)] = self.counts.get((topic, outcome), 0) + 1
+
+
+@dataclass(slots=True)
+class PartitionMemory:
+    """What a partition keeps in memory between batches; rebuilt from the table after a rebalance."""
+
+    watermark_ms: int | None
+    sealed_ms: int | None
+    join_expiry: list[tuple[int, bytes]]
+    bucket_expiry: list[tuple[int, bytes]]
+    replay_upto: list[int]  # per kind: offsets at or below may already be in some bucket
+
+
+class Intake:
+    def __init__(self, settings: Settings, table: Any, topics: dict[str, str]) -> None:
+        self.settings = settings
+        self.table = table
+        self.topic_kind = topics  # topic name -> "i" | "s"
+        self.widths = bucket_widths(settings.window_specs)
+        self.dimensions = settings.dimension_names
+        self.memory: dict[int, PartitionMemory] = {}
+
+    def forget(self) -> None:
+        """Drop in-memory state (after a rebalance); the table is the truth."""
+        self.memory.clear()
+
+    def _load(self, partition: int) -> PartitionMemory:
+        meta = None
+        join_expiry: list[tuple[int, bytes]] = []
+        bucket_expiry: list[tuple[int, bytes]] = []
+        replay_upto = [-1, -1]
+        retention = self.settings.join_retention_ms
+        for key, value in iter_partition(self.table, partition, b""):
+            prefix = key[:1]
+            if prefix == JOIN:
+                join_expiry.append((value["last"] + retention, key))
+            elif prefix == BUCKET:
+                ident = value["id"]
+                bucket_expiry.append((ident[4] + ident[3], key))
+                replay_upto[0] = max(replay_upto[0], value["v"][0])
+                replay_upto[1] = max(replay_upto[1], value["v"][1])
+            elif key == META:
+                meta = value
+        heapq.heapify(join_expiry)
+        heapq.heapify(bucket_expiry)
+        memory = PartitionMemory(
+            meta["wm"] if meta else None, meta["sealed"] if meta else None,
+            join_expiry, bucket_expiry, replay_upto,
+        )
+        self.memory[partition] = memory
+        return memory
+
+    def process(self, partition: int, records: list[tuple[str, Any]], changelog: Outbox,
+                out: Outbox, outcomes: Outcomes) -> None:
+        """Apply one batch of one partition: ``records`` are (topic, message) in processing order.
+
+        Changelog records go to ``changelog`` (meta, then join entries, then buckets: that order
+        is what keeps a crash-recovered prefix consistent); partials, watermarks and dead letters
+        go to ``out``, which the caller sends only once ``changelog`` is on the broker.
+        """
+        memory = self.memory.get(partition) or self._load(partition)
+        state = PartitionState(self.table, partition, changelog)
+        settings = self.settings
+        lateness = settings.allowed_lateness_ms
+        watermark = memory.watermark_ms
+        sealed = memory.sealed_ms
+        entries: dict[bytes, dict] = {}
+        groups: dict[tuple, list] = {}
+        widths = self.widths
+        sl_seconds = settings.service_level_seconds
+
+        for topic, message in records:
+            kind = self.topic_kind[topic]
+            offset = message.offset
+            try:
+                event = (decode_interaction if kind == "i" else decode_survey)(
+                    message.value, max_bytes=settings.max_record_bytes)
+            except InvalidEvent as exc:
+                self._dead_letter(out, message, exc.reason, exc.detail)
+                outcomes.add(topic, "invalid")
+                continue
+            if kind == "i":
+                join_key, event_ms = event.interaction_id, event.closed_at_ms
+            else:
+                join_key = event.interaction_id or "\x00" + event.event_id
+                event_ms = event.answered_at_ms
+            key = JOIN + join_key.encode()
+            entry = entries.get(key)
+            if entry is None:
+                entry = state.get(key) or join.new_entry()
+                entries[key] = entry
+            trigger = f"{kind}:{offset}"
+            seen = entry["ids"].get(event.event_id)
+            if seen is not None and seen != trigger:
+                outcomes.add(topic, "duplicate")
+                continue
+            if seen is None:
+                floor = max(sealed if sealed is not None else event_ms,
+                            (watermark - lateness) if watermark is not None else event_ms)
+                if event_ms < floor:
+                    self._dead_letter(out, message, "too_late",
+                                      f"event time is {floor - event_ms} ms before watermark - allowed lateness")
+                    outcomes.add(topic, "too_late")
+                    continue
+                watermark = event_ms if watermark is None else max(watermark, event_ms)
+                dims = (event.channel, event.queue, event.agent_id, event.touchpoint)
+                if kind == "i":
+                    effects = join.add_interaction(entry, event.event_id, trigger, event.tenant, dims,
+                                                   event_ms, interaction_contribution(event, sl_seconds))
+                else:
+                    effects = join.add_survey(entry, event.event_id, trigger, event.tenant, dims,
+                                              event_ms, survey_contribution(event))
+            else:
+                effects = join.effects_of(entry, trigger)
+            outcomes.add(topic, "ok")
+            fresh = offset > memory.replay_upto[0 if kind == "i" else 1]
+            for effect in effects:
+                starts = tuple(effect.event_ms - effect.event_ms % w for w in widths)
+                group_key = (effect.tenant, effect.dims, starts, effect.only,
+                             None if fresh else (kind, offset))
+                group = groups.get(group_key)
+                if group is None:
+                    group = groups[group_key] = [scoring.empty(), -1, -1]
+                vector = group[0]
+                for index, value in effect.contribution:
+                    vector[int(index)] += effect.sign * value
+                slot = 1 if kind == "i" else 2
+                if offset > group[slot]:
+                    group[slot] = offset
+
+        if watermark is not None:
+            sealed = max(sealed if sealed is not None else watermark - lateness, watermark - lateness)
+        memory.watermark_ms, memory.sealed_ms = watermark, sealed
+        if watermark is not None:
+            state.put(META, {"wm": watermark, "sealed": sealed})
+        for key, entry in entries.items():
+            if entry["ids"]:
+                state.put(key, entry)
+                heapq.heappush(memory.join_expiry, (entry["last"] + settings.join_retention_ms, key))
+        touched = self._fill_buckets(state, memory, groups, sealed)
+        self._expire(state, memory, watermark, sealed)
+        self._send_partials(out, partition, touched)
+        if watermark is not None and records:
+            wm = orjson.dumps({"p": partition, "wm": watermark, "at": int(time.time() * 1000)})
+            for q in range(settings.partitions):
+                out.add(settings.topic_partials, WATERMARK_KEY, wm, q)
+
+    def _fill_buckets(self, state: PartitionState, memory: PartitionMemory,
+                      groups: dict[tuple, list], sealed: int | None) -> dict[bytes, list]:
+        """Add each group into the buckets of its scopes; returns touched buckets by scope."""
+        buckets: dict[bytes, dict] = {}
+        by_scope: dict[bytes, list] = {}
+        attr_index = {a: i for i, a in enumerate(join.ATTRS)}
+        for (tenant, dims, starts, only, replayed), (vector, max_i, max_s) in groups.items():
+            for dimension in self.dimensions:
+                if dimension == "all":
+                    if only is not None:
+                        continue
+                    scope = [tenant, "all", "all"]
+                else:
+                    if only is not None and dimension not in only:
+                        continue
+                    scope = [tenant, dimension, dims[attr_index[dimension]]]
+                scope_key = orjson.dumps(scope)
+                for width, start in zip(self.widths, starts):
+                    if sealed is not None and start + width <= sealed:
+                        continue
+                    key = BUCKET + orjson.dumps([*scope, width, start])
+                    bucket = buckets.get(key)
+                    if bucket is None:
+                        bucket = state.get(key)
+                        if bucket is None:
+                            bucket = {"v": [-1, -1], "s": scoring.empty(), "id": [*scope, width, start]}
+                            heapq.heappush(memory.bucket_expiry, (start + width, key))
+                        buckets[key] = bucket
+                        by_scope.setdefault(scope_key, []).append(bucket)
+                    versions = bucket["v"]
+                    if replayed is not None:
+                        slot = 0 if replayed[0] == "i" else 1
+                        if replayed[1] <= versions[slot]:
+                            continue
+                    scoring.merge_into(bucket["s"], vector)
+                    if max_i > versions[0]:
+                        versions[0] = max_i
+                    if max_s > versions[1]:
+                        versions[1] = max_s
+        for key, bucket in buckets.items():
+            state.put(key, bucket)
+        return by_scope
+
+    def _expire(self, state: PartitionState, memory: PartitionMemory, watermark: int | None,
+                sealed: int | None) -> None:
+        """Drop join entries past their retention and buckets no record can reach any more."""
+        if watermark is None:
+            return
+        retention = self.settings.join_retention_ms
+        heap = memory.join_expiry
+        while heap and heap[0][0] <= watermark:
+            _, key = heapq.heappop(heap)
+            entry = state.get(key)
+            if entry is not None and entry["last"] + retention <= watermark:
+                state.delete(key)
+        heap = memory.bucket_expiry
+        while heap and sealed is not None and heap[0][0] <= sealed:
+            _, key = heapq.heappop(heap)
+            state.delete(key)
+
+    def _send_partials(self, out: Outbox, partition: int, touched: dict[bytes, list]) -> None:
+        partitions = self.settings.partitions
+        topic = self.settings.topic_partials
+        for scope_key, buckets in touched.items():
+            updates = [[b["id"][3], b["id"][4], b["v"][0], b["v"][1], b["s"]] for b in buckets]
+            value = orjson.dumps({"p": partition, "u": updates})
+            out.add(topic, scope_key, value, scope_partition(scope_key, partitions))
+
+    def _dead_letter(self, out: Outbox, message: Any, reason: str, detail: str) -> None:
+        headers = [
+            ("reason", reason.encode()),
+            ("detail", detail[:500].encode()),
+            ("source_topic", message.topic.encode()),
+            ("source_partition", str(message.partition).encode()),
+            ("source_offset", str(message.offset).encode()),
+        ]
+        out.add(self.settings.topic_dead_letter, message.key, message.value, None, headers)

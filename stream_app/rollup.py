@@ -1,0 +1,233 @@
+"""Stage two, per scope: merge every input partition's buckets, emit rolling and final snapshots.
+
+A scope (tenant, dimension, key) lives on one partition of the partials topic. For each time
+bucket it keeps the latest state sent by each input partition — a newer state replaces an older
+one, so a partial sent twice changes nothing — and the sum of those states is the bucket's value.
+Hopping windows are sums of buckets, built only when a snapshot is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream_app import scoring, snapshot
+from stream_app.intake import BUCKET, META, WATERMARK_KEY, Outcomes
+from stream_app.settings import Settings
+from stream_app.sinks.kafka import Outbox
+from stream_app.state import PartitionState, iter_partition
+from stream_app.windows import WindowSpec
+
+Scope = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class RollupMemory:
+    """One rollup partition in memory; rebuilt from the table after a rebalance."""
+
+    watermarks: dict[str, list[int]]  # input partition -> [watermark_ms, last_seen_wall_ms]
+    frontier: dict[str, int]  # window name -> end of the last window emitted as final
+    sums: dict[Scope, dict[tuple[int, int], list[float]]]  # scope -> (width, start) -> merged stats
+    dirty: set[Scope] = field(default_factory=set)
+    last_emit: dict[Scope, float] = field(default_factory=dict)
+    rolling_ends: tuple[int, ...] = ()
+
+
+def _bucket_key(scope: Scope, width: int, start: int) -> bytes:
+    return BUCKET + orjson.dumps([*scope, width, start])
+
+
+class Rollup:
+    def __init__(self, settings: Settings, table: Any) -> None:
+        self.settings = settings
+        self.table = table
+        self.specs: tuple[WindowSpec, ...] = settings.window_specs
+        self.memory: dict[int, RollupMemory] = {}
+
+    def forget(self) -> None:
+        self.memory.clear()
+
+    def loaded(self) -> list[int]:
+        return list(self.memory)
+
+    def load(self, partition: int) -> RollupMemory:
+        memory = self.memory.get(partition)
+        if memory is not None:
+            return memory
+        meta: dict = {"wm": {}, "final": {}}
+        sums: dict[Scope, dict[tuple[int, int], list[float]]] = {}
+        for key, value in iter_partition(self.table, partition, b""):
+            if key == META:
+                meta = value
+            elif key[:1] == BUCKET:
+                tenant, dimension, scope_key, width, start = orjson.loads(key[1:])
+                sums.setdefault((tenant, dimension, scope_key), {})[(width, start)] = _merge(value)
+        memory = RollupMemory(meta["wm"], meta["final"], sums)
+        self.memory[partition] = memory
+        return memory
+
+    def _closed_for_width(self, memory: RollupMemory, width: int, start: int) -> bool:
+        """True when every window that holds this bucket has had its final snapshot."""
+        specs = [s for s in self.specs if s.bucket_ms == width]
+        return all(s.name in memory.frontier and start + s.size_ms <= memory.frontier[s.name]
+                   for s in specs)
+
+    def process(self, partition: int, messages: list[Any], changelog: Outbox,
+                outcomes: Outcomes) -> None:
+        """Apply partial states and watermarks from the intake stage."""
+        memory = self.load(partition)
+        state = PartitionState(self.table, partition, changelog)
+        entries: dict[bytes, dict] = {}
+        meta_changed = False
+        for message in messages:
+            value = orjson.loads(message.value)
+            if message.key == WATERMARK_KEY:
+                source = str(value["p"])
+                known = memory.watermarks.get(source)
+                if known is None:
+                    memory.watermarks[source] = [value["wm"], value["at"]]
+                else:
+                    known[0], known[1] = max(known[0], value["wm"]), max(known[1], value["at"])
+                meta_changed = True
+                continue
+            scope: Scope = tuple(orjson.loads(message.key))  # type: ignore[assignment]
+            source = str(value["p"])
+            for width, start, v_i, v_s, stats in value["u"]:
+                if self._closed_for_width(memory, width, start):
+                    outcomes.add(self.settings.topic_partials, "after_final")
+                    continue
+                key = _bucket_key(scope, width, start)
+                entry = entries.get(key)
+                if entry is None:
+                    entry = entries[key] = state.get(key) or {}
+                known = entry.get(source)
+                if known is not None and v_i <= known[0] and v_s <= known[1] \
+                        and (v_i, v_s) != (known[0], known[1]):
+                    continue  # an older state than the one we hold: replayed, ignore
+                entry[source] = [v_i, v_s, stats]
+                memory.sums.setdefault(scope, {})[(width, start)] = _merge(entry)
+                memory.dirty.add(scope)
+        for key, entry in entries.items():
+            state.put(key, entry)
+        if meta_changed:
+            self._put_meta(state, memory)
+        ends = tuple(s.rolling(self._latest(memory))[1] for s in self.specs) if memory.watermarks else ()
+        if ends != memory.rolling_ends:
+            memory.rolling_ends = ends
+            memory.dirty.update(memory.sums)
+
+    def _put_meta(self, state: PartitionState, memory: RollupMemory) -> None:
+        state.put(META, {"wm": memory.watermarks, "final": memory.frontier})
+
+    @staticmethod
+    def _latest(memory: RollupMemory) -> int:
+        return max(wm for wm, _ in memory.watermarks.values())
+
+    def closing_watermark(self, memory: RollupMemory, now_ms: int) -> int | None:
+        """The watermark up to which every input partition that still holds windows open has come."""
+        if not memory.watermarks:
+            return None
+        idle_ms = self.settings.idle_timeout_seconds * 1000
+        active = [wm for wm, seen in memory.watermarks.values() if now_ms - seen < idle_ms]
+        return min(active) if active else self._latest(memory)
+
+    def _window_stats(self, buckets: dict[tuple[int, int], list[float]], spec: WindowSpec,
+                      start: int, end: int) -> list[float] | None:
+        width = spec.bucket_ms
+        total = None
+        for bucket_start in range(start, end, width):
+            stats = buckets.get((width, bucket_start))
+            if stats is not None:
+                if total is None:
+                    total = scoring.empty()
+                scoring.merge_into(total, stats)
+        return total
+
+    def due_snapshots(self, partition: int, out: Outbox, now: float | None = None) -> int:
+        """Rolling snapshots of changed scopes, at most one per scope per emit interval."""
+        memory = self.memory.get(partition)
+        if memory is None or not memory.dirty or not memory.watermarks:
+            return 0
+        now = time.monotonic() if now is None else now
+        interval = self.settings.emit_interval_seconds
+        latest = self._latest(memory)
+        now_ms = int(time.time() * 1000)
+        sent = 0
+        for scope in list(memory.dirty):
+            if now - memory.last_emit.get(scope, -1e18) < interval:
+                continue
+            memory.dirty.discard(scope)
+            memory.last_emit[scope] = now
+            buckets = memory.sums.get(scope, {})
+            for spec in self.specs:
+                start, end = spec.rolling(latest)
+                stats = self._window_stats(buckets, spec, start, end) or scoring.empty()
+                document = snapshot.build(*scope, spec.name, start, end, False, stats, now_ms)
+                out.add(self.settings.topic_scores,
+                        snapshot.rolling_key(*scope, spec.name).encode(), orjson.dumps(document))
+                sent += 1
+        return sent
+
+    def finals(self, partition: int, out: Outbox) -> dict[str, int]:
+        """Final snapshots of windows the closing watermark has passed; returns the new frontier.
+
+        The caller sends ``out`` first and only then calls ``advance`` with the frontier, so a
+        crash in between re-emits the same finals rather than losing them.
+        """
+        memory = self.memory.get(partition)
+        now_ms = int(time.time() * 1000)
+        closing = self.closing_watermark(memory, now_ms) if memory else None
+        if closing is None:
+            return {}
+        limit = closing - self.settings.allowed_lateness_ms
+        frontier: dict[str, int] = {}
+        for spec in self.specs:
+            done = memory.frontier.get(spec.name)
+            if done is not None and limit <= done:
+                continue
+            for scope, buckets in memory.sums.items():
+                starts = [b for (w, b) in buckets if w == spec.bucket_ms]
+                if not starts:
+                    continue
+                lo, hi = min(starts), max(starts) + spec.bucket_ms
+                after = done if done is not None else lo - 1
+                for end in spec.ends_between(after, limit, lo, hi):
+                    stats = self._window_stats(buckets, spec, end - spec.size_ms, end)
+                    if stats is None:
+                        continue
+                    start = end - spec.size_ms
+                    document = snapshot.build(*scope, spec.name, start, end, True, stats, now_ms)
+                    out.add(self.settings.topic_scores,
+                            snapshot.final_key(*scope, spec.name, start).encode(), orjson.dumps(document))
+            frontier[spec.name] = limit - limit % spec.step_ms
+        return frontier
+
+    def advance(self, partition: int, frontier: dict[str, int], changelog: Outbox) -> None:
+        """Record the finals as done and drop buckets no open window needs."""
+        memory = self.memory.get(partition)
+        if memory is None or not frontier:
+            return
+        memory.frontier.update(frontier)
+        state = PartitionState(self.table, partition, changelog)
+        self._put_meta(state, memory)
+        for scope in list(memory.sums):
+            buckets = memory.sums[scope]
+            for width, start in list(buckets):
+                if self._closed_for_width(memory, width, start):
+                    del buckets[(width, start)]
+                    state.delete(_bucket_key(scope, width, start))
+            if not buckets:
+                del memory.sums[scope]
+                memory.dirty.discard(scope)
+                memory.last_emit.pop(scope, None)
+
+
+def _merge(entry: dict) -> list[float]:
+    """The bucket's value: the sum over input partitions, in a fixed order."""
+    total = scoring.empty()
+    for source in sorted(entry, key=int):
+        scoring.merge_into(total, entry[source][2])
+    return total

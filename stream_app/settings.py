@@ -1,0 +1,105 @@
+"""One typed, frozen settings object read from ``CX_*`` environment variables (see README)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream_app.windows import WindowSpec, parse_duration_ms, parse_windows
+
+DIMENSIONS = ("all", "channel", "queue", "agent", "touchpoint")
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the simulator and the benchmark can be told; units are in the names."""
+
+    model_config = SettingsConfigDict(env_prefix="CX_", frozen=True, extra="ignore", populate_by_name=True)
+
+    app_id: str = "cx-engine"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rules_file: Path | None = None
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
+    data_dir: Path = Path(".run/worker")
+
+    topic_interactions: str = "cx.interaction-closed.v1"
+    topic_surveys: str = "cx.survey-answered.v1"
+    topic_scores: str = "cx.scores.v1"
+    topic_alerts: str = "cx.alerts.v1"
+    topic_dead_letter: str = "cx.dead-letter.v1"
+    topic_partials: str = "cx.internal.partials.v1"
+    partitions: int = Field(default=8, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    windows: str = "15m:15m:1m,1h:1h:5m,1d:1d:1d"
+    dimensions: str = ",".join(DIMENSIONS)
+    allowed_lateness_seconds: float = Field(default=3600.0, alias="CX_ALLOWED_LATENESS", ge=0)
+    emit_interval_seconds: float = Field(default=1.0, alias="CX_EMIT_INTERVAL", gt=0)
+    idle_timeout_seconds: float = Field(default=60.0, alias="CX_IDLE_TIMEOUT", gt=0)
+    service_level_seconds: float = Field(default=20.0, ge=0)
+    join_retention_seconds: float = Field(default=7200.0, ge=0)
+    max_record_bytes: int = Field(default=65536, gt=0)
+
+    batch_max_records: int = Field(default=20000, gt=0)
+    commit_interval_seconds: float = Field(default=1.0, gt=0)
+    session_timeout_seconds: float = Field(default=10.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("allowed_lateness_seconds", "emit_interval_seconds", "idle_timeout_seconds",
+                     "join_retention_seconds", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        """Accept ``90``, ``"90"``, ``"90s"``, ``"15m"``, ``"1h"``: a bare number is seconds."""
+        if isinstance(value, str):
+            return parse_duration_ms(value) / 1000
+        return value
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_parse(cls, value: str) -> str:
+        parse_windows(value)
+        return value
+
+    @field_validator("dimensions")
+    @classmethod
+    def _dimensions_known(cls, value: str) -> str:
+        names = [d.strip() for d in value.split(",") if d.strip()]
+        unknown = sorted(set(names) - set(DIMENSIONS))
+        if unknown or not names:
+            raise ValueError(f"unknown dimension(s) {unknown}; choose from {', '.join(DIMENSIONS)}")
+        return value
+
+    @cached_property
+    def window_specs(self) -> tuple[WindowSpec, ...]:
+        return parse_windows(self.windows)
+
+    @cached_property
+    def dimension_names(self) -> tuple[str, ...]:
+        return tuple(d.strip() for d in self.dimensions.split(",") if d.strip())
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return int(self.allowed_lateness_seconds * 1000)
+
+    @property
+    def join_retention_ms(self) -> int:
+        return int(self.join_retention_seconds * 1000)
+
+    def kafka_client_options(self) -> dict:
+        """Security settings in aiokafka's keyword form, shared by every client we build."""
+        options: dict = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        return options

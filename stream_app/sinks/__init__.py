@@ -1,0 +1,1 @@
+"""Where results leave the worker: Kafka topics (and, later, Redis and Prometheus)."""

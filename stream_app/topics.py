@@ -1,0 +1,88 @@
+"""Create every topic the worker uses, or stop with a clear error when one exists in the wrong shape.
+
+The broker runs with topic auto-creation off: an input topic created implicitly with one partition
+would not be co-partitioned with the tables and Faust would drop its records (FIELD-NOTES, item 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from stream_app.errors import ConfigError
+from stream_app.settings import Settings
+
+TABLES = ("intake", "rollup")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPlan:
+    name: str
+    partitions: int | None  # None: any count is fine (not co-partitioned)
+    config: dict[str, str]
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
+
+
+def plan(settings: Settings) -> list[TopicPlan]:
+    n = settings.partitions
+    compact = {"cleanup.policy": "compact"}
+    keep = {"retention.ms": "-1"}  # replayed history carries old timestamps; never age it out
+    return [
+        TopicPlan(settings.topic_interactions, n, keep),
+        TopicPlan(settings.topic_surveys, n, keep),
+        TopicPlan(settings.topic_partials, n, {"retention.ms": str(7 * 86_400_000)}),
+        TopicPlan(settings.topic_scores, None, compact),
+        TopicPlan(settings.topic_alerts, None, {}),
+        TopicPlan(settings.topic_dead_letter, None, {}),
+    ]
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create what is missing; raise ConfigError for a co-partitioned topic with another count."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                **settings.kafka_client_options())
+    await admin.start()
+    try:
+        wanted = plan(settings)
+        checked = [*wanted, *(TopicPlan(changelog_topic(settings, t), settings.partitions, {})
+                              for t in TABLES)]
+        existing = await _partition_counts(admin, [t.name for t in checked])
+        wrong = [f"{t.name} has {existing[t.name]} partitions, expected {t.partitions}"
+                 for t in checked
+                 if t.name in existing and t.partitions is not None and existing[t.name] != t.partitions]
+        if wrong:
+            raise ConfigError(
+                "topics are not co-partitioned: " + "; ".join(wrong)
+                + f". Set CX_PARTITIONS to match, or recreate these topics with {settings.partitions} partitions."
+            )
+        missing = [t for t in wanted if t.name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics([
+            NewTopic(t.name, t.partitions or settings.partitions, settings.replication_factor,
+                     topic_configs=t.config) for t in missing])
+        created, failed = [], []
+        for name, code, *rest in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            elif code != TopicAlreadyExistsError.errno:
+                failed.append(f"{name}: error {code} {rest[0] if rest else ''}".strip())
+        if failed:
+            raise ConfigError("could not create topics: " + "; ".join(failed))
+        return created
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    metadata = await admin.describe_topics(names)
+    counts = {}
+    for topic in metadata:
+        if topic.get("error_code", 0) == 0 and topic.get("partitions"):
+            counts[topic["topic"]] = len(topic["partitions"])
+    return counts

@@ -1,0 +1,199 @@
+"""Test harness: the real local broker, worker processes, and readers of the output topics.
+
+Every test gets its own app id, topic names and data directory, so tests share one broker
+without seeing each other's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOTSTRAP = os.environ.get("CX_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Deployment:
+    """One isolated deployment on the shared broker: its settings as CX_* variables."""
+
+    tmp: Path
+    partitions: int = 8
+    extra: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {
+            "interactions": f"t{self.tag}.interaction-closed",
+            "surveys": f"t{self.tag}.survey-answered",
+            "scores": f"t{self.tag}.scores",
+            "alerts": f"t{self.tag}.alerts",
+            "dead_letter": f"t{self.tag}.dead-letter",
+            "partials": f"t{self.tag}.partials",
+        }
+
+    def env(self, worker: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
+        env.update({
+            "CX_APP_ID": f"cx-test-{self.tag}",
+            "CX_KAFKA_BOOTSTRAP": BOOTSTRAP,
+            "CX_PARTITIONS": str(self.partitions),
+            "CX_DATA_DIR": str(self.tmp / f"data-{worker}"),
+            "CX_IDLE_TIMEOUT": "3s",
+            "CX_EMIT_INTERVAL": "0.2",
+            "CX_SESSION_TIMEOUT_SECONDS": "6",
+            "CX_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        })
+        for name, topic in self.topics.items():
+            env[f"CX_TOPIC_{name.upper()}"] = topic
+        env.update(self.extra)
+        return env
+
+
+class Worker:
+    """A worker process: started, awaited until ready, stopped gently or killed with SIGKILL."""
+
+    def __init__(self, deployment: Deployment, name: str = "w1") -> None:
+        self.deployment = deployment
+        self.name = name
+        self.port = free_port()
+        self.log_path = deployment.tmp / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait: bool = True) -> Worker:
+        env = self.deployment.env(self.name)
+        env["CX_WEB_PORT"] = str(self.port)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app", "worker"], cwd=ROOT, env=env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"worker {self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"worker {self.name} not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL if it has not stopped in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return None
+
+    def kill9(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+async def produce(records: Iterable[tuple[str, bytes | None, bytes]], *, partition_of: Callable | None = None) -> int:
+    """Send (topic, key, value) records with the Java-compatible murmur2 partitioner; wait for acks."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        futures = []
+        for topic, key, value in records:
+            partition = partition_of(topic, key) if partition_of else None
+            futures.append(await producer.send(topic, value, key=key, partition=partition))
+        await asyncio.gather(*futures)
+        return len(futures)
+    finally:
+        await producer.stop()
+
+
+def dumps(event: dict) -> bytes:
+    return orjson.dumps(event)
+
+
+async def read_all(topic: str, *, idle_s: float = 1.0) -> list[Any]:
+    """Every record currently in a topic, from the beginning."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records = []
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            for messages in batch.values():
+                records.extend(messages)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def latest_snapshots(topic: str) -> dict[str, dict]:
+    """The score topic as a compacted reader sees it: the latest value per key."""
+    latest: dict[str, dict] = {}
+    for record in await read_all(topic):
+        if record.value is not None:
+            latest[record.key.decode()] = orjson.loads(record.value)
+    return latest
+
+
+async def wait_for(check: Callable[[], Any], *, timeout: float = 60.0, every: float = 0.5,
+                   message: str = "condition") -> Any:
+    """Poll an async check until it returns a truthy value; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last and (not isinstance(last, tuple) or last[0]):
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out waiting for {message}; last seen: {last!r}"[:6000])
