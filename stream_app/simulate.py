@@ -42,6 +42,7 @@ __all__ = [
     "generate",
     "main",
     "produce",
+    "public_value",
 ]
 
 log = logging.getLogger("stream_app.simulate")
@@ -349,7 +350,7 @@ async def _require_topics(producer: Any, topics: Iterable[str], timeout_s: float
         for topic in dict.fromkeys(topics):
             try:
                 await asyncio.wait_for(producer.partitions_for(topic), timeout_s)
-            except (asyncio.TimeoutError, Exception) as exc:
+            except Exception as exc:  # noqa: BLE001 - TimeoutError, UnknownTopicOrPartitionError, ...
                 raise ConfigError(
                     f"Kafka topic {topic!r} not found ({type(exc).__name__}); create it "
                     "(deploy/ or the worker's topic setup) or point CX_TOPIC_* at the right name"
