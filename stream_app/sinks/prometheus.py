@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram, generate_latest
 
 EVENTS = Counter("cx_events", "Input records by topic and outcome (ok, invalid, duplicate, too_late).",
                  ["topic", "outcome"])
@@ -18,5 +18,9 @@ def record_batch(outcomes: dict[tuple[str, str], int], records: int, seconds: fl
     BATCH_SECONDS.observe(seconds)
 
 
+# aiohttp takes the charset separately, so the text format's type is given without it.
+CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
 def exposition() -> tuple[bytes, str]:
-    return generate_latest(), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE
