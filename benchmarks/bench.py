@@ -24,7 +24,8 @@ Why each measurement is done the way it is:
   the worker is stopped; the larger is reported.
 
 A benchmark prints figures; it fails (exit 1) only when the worker never reaches the exact counts
-within the timeout. customer_id and comment are never printed.
+within the timeout (it then prints the counts it last saw and the dead-letter reasons).
+customer_id and comment are never printed.
 """
 
 from __future__ import annotations
@@ -46,13 +47,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream_app.settings import Settings
 from stream_app.simulate import generate
 from stream_app.topics import ensure_topics
-from tests.harness import BOOTSTRAP, Deployment, Worker
+from tests.harness import BOOTSTRAP, Deployment, Worker, read_all
 
 DAY_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
 DAY_MS = 86_400_000
 SCORE_KEY = "default/all/all/1d"
 METRICS = ("ces", "csat", "nps")
-WORKER_TIMEOUT_S = 600.0
 LOAD_CHUNK = 20_000
 
 
@@ -182,7 +182,8 @@ async def watch_scores(topic: str, partitions: int, expected: dict, done: asynci
                 for message in messages:
                     if message.key is not None and message.value is not None:
                         latest[message.key.decode()] = orjson.loads(message.value)
-            state["last"] = latest.get(SCORE_KEY)
+            if latest.get(SCORE_KEY) != state["last"]:
+                state["last"], state["changed"] = latest.get(SCORE_KEY), received
             if complete(state["last"], expected):
                 state["t1"] = received
                 done.set()
@@ -211,7 +212,7 @@ async def sample_rss(pid: int, done: asyncio.Event, state: dict) -> None:
             pass
 
 
-async def run_worker(deployment: Deployment, expected: dict) -> dict:
+async def run_worker(deployment: Deployment, expected: dict, timeout_s: float) -> dict:
     """Start one worker on the preloaded topics; time from ready to the complete 1d snapshot."""
     state: dict = {"last": None}
     done = asyncio.Event()
@@ -226,7 +227,7 @@ async def run_worker(deployment: Deployment, expected: dict) -> dict:
         state["t0"] = time.monotonic()
         state["startup_s"] = state["t0"] - launched
         try:
-            await asyncio.wait_for(done.wait(), WORKER_TIMEOUT_S)
+            await asyncio.wait_for(done.wait(), timeout_s)
         except asyncio.TimeoutError:
             state["timed_out"] = True
         memory = memory_kib(worker.proc.pid)
@@ -239,7 +240,12 @@ async def run_worker(deployment: Deployment, expected: dict) -> dict:
     return state
 
 
-async def main_async(events: int, partitions: int) -> int:
+async def dead_letters(topic: str) -> Counter:
+    """Reasons (headers only, never the payload) of what the worker set aside during the run."""
+    return Counter(dict(r.headers).get("reason", b"?").decode() for r in await read_all(topic))
+
+
+async def main_async(events: int, partitions: int, timeout_s: float) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cx-bench-"))
     deployment = Deployment(tmp, partitions=partitions)
     app_id = f"cx-bench-{deployment.tag}"
@@ -260,16 +266,21 @@ async def main_async(events: int, partitions: int) -> int:
     print(f"floor: {floor_eps:,.0f} events/s; per channel: "
           + ", ".join(f"{k} {v}" for k, v in sorted(per_channel.items())))
 
-    state = await run_worker(deployment, expected)
+    state = await run_worker(deployment, expected, timeout_s)
     print(f"worker startup (process start to /readyz 200): {state['startup_s']:.2f} s; "
           f"stopped with exit code {state['exit_code']}")
+    rejected = await dead_letters(topics["dead_letter"])
+    print("worker dead letters: " + (", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none"))
     if "t1" not in state:
-        print(f"FAILED: no complete {SCORE_KEY} snapshot within {WORKER_TIMEOUT_S:.0f} s of ready; "
-              f"last seen: {counts(state['last'])}; expected interactions.n={expected['interactions']} "
+        changed = f"{state['changed'] - state['t0']:.2f} s after ready" if "changed" in state else "never"
+        print(f"FAILED: no complete {SCORE_KEY} snapshot within {timeout_s:.0f} s of ready; "
+              f"last seen (last changed {changed}): {counts(state['last'])}; "
+              f"expected interactions.n={expected['interactions']} "
               + " ".join(f"{m}.n={expected[m]}" for m in METRICS))
         print(f"worker log and data kept in {tmp}")
         return 1
     worker_s = state["t1"] - state["t0"]
+    assert worker_s > 0, "the worker finished before it reported ready: use more --events"
     worker_eps = events / worker_s
     ratio = worker_eps / floor_eps
     peak_mib = state["peak_rss_kib"] / 1024
@@ -296,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=300_000, help="records to pre-load (default 300000)")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per input topic (default 8)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds after ready to wait for the exact counts (default 600)")
     args = parser.parse_args(argv)
     if args.events < 1 or args.partitions < 1:
         parser.error("--events and --partitions must be at least 1")
-    return asyncio.run(main_async(args.events, args.partitions))
+    return asyncio.run(main_async(args.events, args.partitions, args.timeout))
 
 
 if __name__ == "__main__":

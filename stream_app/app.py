@@ -37,10 +37,15 @@ class Pipeline:
         self.rollup = rollup
         self.lock = asyncio.Lock()
         self.stale = False
+        self.recovered = False  # tables hold the current assignment's state (set after each rebalance)
         self.input_topics = {settings.topic_interactions, settings.topic_surveys}
 
     def on_rebalance(self, *_: Any, **__: Any) -> None:
         self.stale = True
+        self.recovered = False
+
+    async def on_recovered(self, *_: Any, **__: Any) -> None:
+        self.recovered = True
 
     def _refresh(self) -> None:
         if self.stale:
@@ -72,8 +77,8 @@ class Pipeline:
 
     async def tick(self) -> None:
         """Throttled rolling snapshots and finals, also when no records arrive (idle partitions)."""
-        if self.app.rebalancing or not self.app.tables.recovery.completed.is_set():
-            return
+        if not self.recovered or self.app.rebalancing:
+            return  # a partition loaded mid-recovery would be missing state
         async with self.lock:
             self._refresh()
             for tp in self.app.assignor.assigned_actives():
@@ -141,6 +146,7 @@ def create_app(settings: Settings) -> BatchApp:
     app.route_batches(frozenset(sources.topics), pipeline.handle)
     app.on_partitions_revoked.connect(pipeline.on_rebalance)
     app.on_partitions_assigned.connect(pipeline.on_rebalance)
+    app.on_rebalance_complete.connect(pipeline.on_recovered)
     app.timer(min(1.0, settings.emit_interval_seconds))(pipeline.tick)
 
     @app.page("/healthz")
@@ -149,7 +155,7 @@ def create_app(settings: Settings) -> BatchApp:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        ready = pipeline.recovered and not app.rebalancing
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")

@@ -64,15 +64,17 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def _deliver(self, batch: dict[TP, list[Any]], read_offset: Any, unacked: Any) -> None:
         fresh: dict[TP, list[Any]] = {}
         for tp, messages in batch.items():
-            last = read_offset[tp]
-            kept = [m for m in messages if last is None or m.offset > last]
+            # The read offset is the next offset to hand on (a seek sets it to the committed
+            # offset); anything below it was handed on already. Offsets with no record (compaction,
+            # transaction markers) are recorded as gaps so that commits can move past them.
+            expected = read_offset[tp]
+            kept = [m for m in messages if expected is None or m.offset >= expected]
             if not kept:
                 continue
-            if last is not None and kept[0].offset > last + 1:
-                await self._add_gap(tp, last + 1, kept[0].offset - 1)
-            for before, after in zip(kept, kept[1:]):
-                if after.offset > before.offset + 1:
-                    await self._add_gap(tp, before.offset + 1, after.offset - 1)
+            for message in kept:
+                if expected is not None and message.offset > expected:
+                    await self._add_gap(tp, expected, message.offset - 1)
+                expected = message.offset + 1
             fresh[tp] = kept
             unacked.add(kept[-1])  # Faust's rebalance waits for this batch to be acknowledged
         if not fresh:
@@ -82,10 +84,22 @@ class BatchConsumer(faust_aiokafka.Consumer):
         for tp, messages in fresh.items():
             for message in messages:
                 ack(message)
-            read_offset[tp] = messages[-1].offset
+            read_offset[tp] = messages[-1].offset + 1
         if self._commit_every is not None and self._n_acked >= self._commit_every:
             self._n_acked = 0
             await self.commit()
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets, and to the start where nothing was committed yet.
+
+        Measured here: a partition that returns to this process after a rebalance, with no committed
+        offset (its previous owner died before its first commit), resumed at the log end, skipping
+        every record. Such a partition must be read from the beginning.
+        """
+        await super().perform_seek()
+        for tp in self.assignment():
+            if tp.topic in self.app.batch_topics and self._committed_offset[tp] is None:
+                await self.seek(tp, 0)
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         """Faust's stream-progress watchdog; our batches bypass the streams it watches."""

@@ -69,8 +69,8 @@ class Outcomes:
 class PartitionMemory:
     """What a partition keeps in memory between batches; rebuilt from the table after a rebalance."""
 
-    watermark_ms: int | None
-    sealed_ms: int | None
+    watermarks: dict[str, int]  # per input topic of this partition ("i", "s"): highest event time counted
+    sealed_ms: int | None  # buckets ending at or before this can no longer change
     join_expiry: list[tuple[int, bytes]]
     bucket_expiry: list[tuple[int, bytes]]
     replay_upto: list[int]  # per kind: offsets at or below may already be in some bucket
@@ -109,7 +109,7 @@ class Intake:
         heapq.heapify(join_expiry)
         heapq.heapify(bucket_expiry)
         memory = PartitionMemory(
-            meta["wm"] if meta else None, meta["sealed"] if meta else None,
+            dict(meta["wm"]) if meta else {}, meta["sealed"] if meta else None,
             join_expiry, bucket_expiry, replay_upto,
         )
         self.memory[partition] = memory
@@ -127,7 +127,7 @@ class Intake:
         state = PartitionState(self.table, partition, changelog)
         settings = self.settings
         lateness = settings.allowed_lateness_ms
-        watermark = memory.watermark_ms
+        watermarks = memory.watermarks
         sealed = memory.sealed_ms
         entries: dict[bytes, dict] = {}
         groups: dict[tuple, list] = {}
@@ -160,14 +160,17 @@ class Intake:
                 outcomes.add(topic, "duplicate")
                 continue
             if seen is None:
+                # Each topic-partition has its own watermark: a backlog of one topic read ahead
+                # of the other must not make the other's records late.
+                own = watermarks.get(kind)
                 floor = max(sealed if sealed is not None else event_ms,
-                            (watermark - lateness) if watermark is not None else event_ms)
+                            (own - lateness) if own is not None else event_ms)
                 if event_ms < floor:
                     self._dead_letter(out, message, "too_late",
                                       f"event time is {floor - event_ms} ms before watermark - allowed lateness")
                     outcomes.add(topic, "too_late")
                     continue
-                watermark = event_ms if watermark is None else max(watermark, event_ms)
+                watermarks[kind] = event_ms if own is None else max(own, event_ms)
                 dims = (event.channel, event.queue, event.agent_id, event.touchpoint)
                 if kind == "i":
                     effects = join.add_interaction(entry, event.event_id, trigger, event.tenant, dims,
@@ -178,7 +181,9 @@ class Intake:
             else:
                 effects = join.effects_of(entry, trigger)
             outcomes.add(topic, "ok")
-            fresh = offset > memory.replay_upto[0 if kind == "i" else 1]
+            # A record seen before (a replay) is checked bucket by bucket; a new one beyond every
+            # bucket's versions takes the fast path, summed with its neighbours first.
+            fresh = seen is None and offset > memory.replay_upto[0 if kind == "i" else 1]
             for effect in effects:
                 starts = tuple(effect.event_ms - effect.event_ms % w for w in widths)
                 group_key = (effect.tenant, effect.dims, starts, effect.only,
@@ -193,20 +198,22 @@ class Intake:
                 if offset > group[slot]:
                     group[slot] = offset
 
-        if watermark is not None:
-            sealed = max(sealed if sealed is not None else watermark - lateness, watermark - lateness)
-        memory.watermark_ms, memory.sealed_ms = watermark, sealed
-        if watermark is not None:
-            state.put(META, {"wm": watermark, "sealed": sealed})
+        # The lagging topic holds buckets open; a topic that never had a record holds nothing.
+        lagging = min(watermarks.values()) if watermarks else None
+        if lagging is not None:
+            sealed = lagging - lateness if sealed is None else max(sealed, lagging - lateness)
+            memory.sealed_ms = sealed
+            state.put(META, {"wm": watermarks, "sealed": sealed})
         for key, entry in entries.items():
             if entry["ids"]:
                 state.put(key, entry)
                 heapq.heappush(memory.join_expiry, (entry["last"] + settings.join_retention_ms, key))
         touched = self._fill_buckets(state, memory, groups, sealed)
-        self._expire(state, memory, watermark, sealed)
+        self._expire(state, memory, lagging, sealed)
         self._send_partials(out, partition, touched)
-        if watermark is not None and records:
-            wm = orjson.dumps({"p": partition, "wm": watermark, "at": int(time.time() * 1000)})
+        if lagging is not None and records:
+            wm = orjson.dumps({"p": partition, "wm": lagging, "hi": max(watermarks.values()),
+                               "at": int(time.time() * 1000)})
             for q in range(settings.partitions):
                 out.add(settings.topic_partials, WATERMARK_KEY, wm, q)
 

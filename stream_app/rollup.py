@@ -28,7 +28,8 @@ Scope = tuple[str, str, str]
 class RollupMemory:
     """One rollup partition in memory; rebuilt from the table after a rebalance."""
 
-    watermarks: dict[str, list[int]]  # input partition -> [watermark_ms, last_seen_wall_ms]
+    # input partition -> [closing watermark (its lagging topic), last seen (wall ms), highest event time]
+    watermarks: dict[str, list[int]]
     frontier: dict[str, int]  # window name -> end of the last window emitted as final
     sums: dict[Scope, dict[tuple[int, int], list[float]]]  # scope -> (width, start) -> merged stats
     dirty: set[Scope] = field(default_factory=set)
@@ -65,7 +66,8 @@ class Rollup:
             elif key[:1] == BUCKET:
                 tenant, dimension, scope_key, width, start = orjson.loads(key[1:])
                 sums.setdefault((tenant, dimension, scope_key), {})[(width, start)] = _merge(value)
-        memory = RollupMemory(meta["wm"], meta["final"], sums)
+        # Whoever held this partition before may have died between applying and emitting.
+        memory = RollupMemory(meta["wm"], meta["final"], sums, dirty=set(sums))
         self.memory[partition] = memory
         return memory
 
@@ -88,9 +90,10 @@ class Rollup:
                 source = str(value["p"])
                 known = memory.watermarks.get(source)
                 if known is None:
-                    memory.watermarks[source] = [value["wm"], value["at"]]
+                    memory.watermarks[source] = [value["wm"], value["at"], value["hi"]]
                 else:
                     known[0], known[1] = max(known[0], value["wm"]), max(known[1], value["at"])
+                    known[2] = max(known[2], value["hi"])
                 meta_changed = True
                 continue
             scope: Scope = tuple(orjson.loads(message.key))  # type: ignore[assignment]
@@ -124,15 +127,15 @@ class Rollup:
 
     @staticmethod
     def _latest(memory: RollupMemory) -> int:
-        return max(wm for wm, _ in memory.watermarks.values())
+        return max(hi for _, _, hi in memory.watermarks.values())
 
     def closing_watermark(self, memory: RollupMemory, now_ms: int) -> int | None:
         """The watermark up to which every input partition that still holds windows open has come."""
         if not memory.watermarks:
             return None
         idle_ms = self.settings.idle_timeout_seconds * 1000
-        active = [wm for wm, seen in memory.watermarks.values() if now_ms - seen < idle_ms]
-        return min(active) if active else self._latest(memory)
+        active = [wm for wm, seen, _ in memory.watermarks.values() if now_ms - seen < idle_ms]
+        return min(active) if active else max(wm for wm, _, _ in memory.watermarks.values())
 
     def _window_stats(self, buckets: dict[tuple[int, int], list[float]], spec: WindowSpec,
                       start: int, end: int) -> list[float] | None:
