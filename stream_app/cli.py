@@ -43,7 +43,13 @@ def _simulate(argv: list[str]) -> int:
     return simulate.main(argv)
 
 
-COMMANDS = {"worker": _worker, "simulate": _simulate}
+def _watch(argv: list[str]) -> int:
+    from stream_app import watch
+
+    return watch.main(argv)
+
+
+COMMANDS = {"worker": _worker, "simulate": _simulate, "watch": _watch}
 
 
 def main(argv: list[str] | None = None) -> int:

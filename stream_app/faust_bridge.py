@@ -138,6 +138,11 @@ def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]
             yield key, value
 
 
+def raw_producer(producer: Any) -> Any:
+    """The aiokafka producer inside Faust's producer, for record batches (Faust sends one by one)."""
+    return producer._ensure_producer()
+
+
 def check_pinned_faust() -> None:
     """Stop at start, with a clear message, rather than run on internals that may have moved."""
     version = getattr(faust, "__version__", "?")

@@ -88,11 +88,11 @@ class Settings(BaseSettings):
 
     @property
     def allowed_lateness_ms(self) -> int:
-        return int(self.allowed_lateness_seconds * 1000)
+        return round(self.allowed_lateness_seconds * 1000)
 
     @property
     def join_retention_ms(self) -> int:
-        return int(self.join_retention_seconds * 1000)
+        return round(self.join_retention_seconds * 1000)
 
     def kafka_client_options(self) -> dict:
         """Security settings in aiokafka's keyword form, shared by every client we build."""

@@ -37,6 +37,7 @@ import orjson
 __all__ = [
     "CHANNELS",
     "SimRecord",
+    "backfilled",
     "expected_records_per_interaction",
     "format_time",
     "generate",
@@ -111,6 +112,7 @@ _TOUCHPOINTS_DEFAULT = (("support", "returns", "billing", "purchase"), (0.6, 0.2
 _TOUCHPOINT_EASE = {"purchase": 0.2, "support": 0.0, "returns": -0.3, "billing": -0.4}
 
 _SURVEY_WHEN_ABANDONED = 0.1  # relative response rate of abandoned interactions
+_SURVEY_DELAY_MAX_MS = 600_000  # a survey is answered at most this long after its interaction closed
 _RESOLVED_ABSENT_P = 0.15
 _SURVEY_CARRIES_DIMENSIONS_P = 0.10
 _COMMENT_P = 0.15
@@ -262,6 +264,49 @@ def _generate(
             heapq.heappush(pending, (survey.event_ms, sequence, survey))
 
 
+def backfilled(
+    seed: int,
+    count: int | None,
+    start_ms: int,
+    backfill_ms: int,
+    rate_per_s: float,
+    incident: str | None = None,
+    tenant: str = "default",
+) -> Iterator[SimRecord]:
+    """The history of the ``backfill_ms`` before ``start_ms``, then ``count`` live records from it.
+
+    History: ``generate(seed, ...)`` from ``start_ms - backfill_ms``, its interactions that close
+    before ``start_ms`` and all their surveys, including those answered after ``start_ms``. Live:
+    ``generate(seed + 1, count, start_ms, ...)``, merged in event-time order with those late surveys
+    (which are not counted in ``count``). Pure, like ``generate``: the same arguments, the same records.
+    """
+    if backfill_ms < 0:
+        raise ValueError("backfill_ms must be >= 0")
+    history = generate(seed, None, start_ms - backfill_ms, rate_per_s, incident, tenant)
+    live = generate(seed + 1, count, start_ms, rate_per_s, incident, tenant)
+    return _backfilled(history, live, start_ms)
+
+
+def _backfilled(history: Iterator[SimRecord], live: Iterator[SimRecord], start_ms: int) -> Iterator[SimRecord]:
+    record = None
+    for record in history:
+        if record.event_ms >= start_ms:
+            break
+        yield record
+    # The surveys of history's interactions that are answered from start_ms on: read history on
+    # until no survey of an interaction closed before start_ms can still come.
+    later: set[str] = set()  # interactions closed from start_ms on: not history, their surveys neither
+    tail: list[SimRecord] = []
+    while record is not None and record.event_ms < start_ms + _SURVEY_DELAY_MAX_MS:
+        interaction_id = record.value["interaction_id"]
+        if record.kind == "interaction":
+            later.add(interaction_id)
+        elif interaction_id not in later:
+            tail.append(record)
+        record = next(history, None)
+    yield from heapq.merge(tail, live, key=lambda r: r.event_ms)
+
+
 def _interaction(
     rng: random.Random,
     closed_ms: int,
@@ -373,6 +418,7 @@ async def produce(
     rate_per_s: float | None,
     *,
     follow_event_time: bool = False,
+    event_time_origin_ms: int | None = None,
     client_options: dict[str, Any] | None = None,
     chunk: int = 2000,
 ) -> int:
@@ -380,7 +426,8 @@ async def produce(
 
     ``rate_per_s`` None (or 0): as fast as possible; else paced by the wall clock at that many
     records per second. ``follow_event_time``: instead, send each record when the wall clock has
-    advanced as far from the start as its event time has from the first record's (live demos).
+    advanced as far from the start as its event time has from the first record's (live demos), or
+    from ``event_time_origin_ms`` when given: records before it (a backfill) go as fast as possible.
     """
     from aiokafka import AIOKafkaProducer
 
@@ -401,7 +448,7 @@ async def produce(
     loop = asyncio.get_running_loop()
     clock = loop.time
     started = last_drain = last_log = clock()
-    first_event_ms: int | None = None
+    first_event_ms = event_time_origin_ms
     pending: list[asyncio.Future] = []
     handed = sent = 0
     dumps = orjson.dumps
@@ -452,6 +499,18 @@ def _start_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(exc.detail) from None
 
 
+def _backfill_ms(text: str) -> int:
+    from stream_app.windows import parse_duration_ms
+
+    try:
+        value = parse_duration_ms(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a duration > 0, e.g. 30m or 2h")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -484,6 +543,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tenant", default="default", help="tenant of every event (default: default)")
     parser.add_argument("--start", type=_start_ms, default=None,
                         help="event time of the first record, RFC 3339 (default: now)")
+    parser.add_argument("--backfill", metavar="DURATION", type=_backfill_ms, default=None,
+                        help="first send the traffic of the last DURATION (e.g. 30m, 2h; event times from "
+                             "start - DURATION to start, same rate) as fast as possible, then go on live "
+                             "(seed + 1); --count then counts the live records")
     parser.add_argument("--bootstrap", default=env("CX_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP),
                         help="Kafka bootstrap servers (env CX_KAFKA_BOOTSTRAP)")
     parser.add_argument("--interactions-topic", default=env("CX_TOPIC_INTERACTIONS", DEFAULT_TOPIC_INTERACTIONS),
@@ -505,10 +568,11 @@ def _client_options() -> dict[str, Any]:
     return Settings().kafka_client_options()
 
 
-def _dry_run(records: Iterable[SimRecord], interactions_topic: str, surveys_topic: str, paced: bool) -> int:
+def _dry_run(records: Iterable[SimRecord], interactions_topic: str, surveys_topic: str, paced: bool,
+             origin_ms: int | None = None) -> int:
     out = sys.stdout.buffer
     started = time.monotonic()
-    first_event_ms: int | None = None
+    first_event_ms = origin_ms
     printed = 0
     try:
         for record in records:
@@ -530,7 +594,8 @@ def _dry_run(records: Iterable[SimRecord], interactions_topic: str, surveys_topi
     return printed
 
 
-async def _produce_until_stopped(records: Iterable[SimRecord], args: argparse.Namespace, rate: float) -> int:
+async def _produce_until_stopped(records: Iterable[SimRecord], args: argparse.Namespace, rate: float,
+                                 origin_ms: int | None = None) -> int:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     try:
@@ -544,6 +609,7 @@ async def _produce_until_stopped(records: Iterable[SimRecord], args: argparse.Na
         args.surveys_topic,
         None,
         follow_event_time=rate > 0,
+        event_time_origin_ms=origin_ms,
         client_options=_client_options(),
     )
 
@@ -562,17 +628,25 @@ def main(argv: list[str] | None = None) -> int:
     # paced run keeps event time in step with the wall clock. As fast as possible: the density of 50/s.
     density = rate if rate > 0 else DEFAULT_RATE
     interactions_per_s = density / expected_records_per_interaction(args.incident)
-    records = generate(args.seed, count, start_ms, interactions_per_s, args.incident, args.tenant)
+    origin_ms = None
+    if args.backfill:
+        records = backfilled(args.seed, count, start_ms, args.backfill, interactions_per_s, args.incident,
+                             args.tenant)
+        origin_ms = start_ms  # the history is sent at once, then the wall clock keeps pace from start_ms
+    else:
+        records = generate(args.seed, count, start_ms, interactions_per_s, args.incident, args.tenant)
     if args.dry_run:
-        _dry_run(records, args.interactions_topic, args.surveys_topic, paced=explicit_rate and rate > 0)
+        _dry_run(records, args.interactions_topic, args.surveys_topic, paced=explicit_rate and rate > 0,
+                 origin_ms=origin_ms)
         return 0
     log.info(
-        "simulate: seed=%d count=%s rate=%s incident=%s tenant=%s bootstrap=%s topics=%s,%s",
+        "simulate: seed=%d count=%s rate=%s backfill=%s incident=%s tenant=%s bootstrap=%s topics=%s,%s",
         args.seed, "unlimited" if count is None else count, f"{rate:g}/s" if rate > 0 else "max",
+        f"{args.backfill / 1000:g}s" if args.backfill else "none",
         args.incident or "none", args.tenant, args.bootstrap, args.interactions_topic, args.surveys_topic,
     )
     try:
-        asyncio.run(_produce_until_stopped(records, args, rate))
+        asyncio.run(_produce_until_stopped(records, args, rate, origin_ms))
     except KeyboardInterrupt:
         return 130
     except asyncio.CancelledError:  # SIGTERM
