@@ -32,6 +32,7 @@ JOIN = b"j"
 BUCKET = b"b"
 WATERMARK_KEY = b"~wm"
 KINDS = ("i", "s")  # interaction-closed, survey-answered: index into a bucket's versions
+ATTR_INDEX = {attr: i for i, attr in enumerate(join.ATTRS)}
 
 
 def _sparse(vector: list[float]) -> list[list[float]]:
@@ -84,6 +85,7 @@ class Intake:
         self.widths = bucket_widths(settings.window_specs)
         self.dimensions = settings.dimension_names
         self.memory: dict[int, PartitionMemory] = {}
+        self.join_retention_ms = settings.join_retention_ms
 
     def forget(self) -> None:
         """Drop in-memory state (after a rebalance); the table is the truth."""
@@ -184,19 +186,21 @@ class Intake:
             # A record seen before (a replay) is checked bucket by bucket; a new one beyond every
             # bucket's versions takes the fast path, summed with its neighbours first.
             fresh = seen is None and offset > memory.replay_upto[0 if kind == "i" else 1]
+            replayed = None if fresh else (kind, offset)
+            slot = 1 if kind == "i" else 2
             for effect in effects:
                 starts = tuple(effect.event_ms - effect.event_ms % w for w in widths)
-                group_key = (effect.tenant, effect.dims, starts, effect.only,
-                             None if fresh else (kind, offset))
-                group = groups.get(group_key)
-                if group is None:
-                    group = groups[group_key] = [scoring.empty(), -1, -1]
-                vector = group[0]
-                for index, value in effect.contribution:
-                    vector[int(index)] += effect.sign * value
-                slot = 1 if kind == "i" else 2
-                if offset > group[slot]:
-                    group[slot] = offset
+                for scope in self._scopes(effect):
+                    group_key = (scope, starts, replayed)
+                    group = groups.get(group_key)
+                    if group is None:
+                        group = groups[group_key] = [scoring.empty(), -1, -1]
+                    vector = group[0]
+                    sign = effect.sign
+                    for index, value in effect.contribution:
+                        vector[index] += sign * value
+                    if offset > group[slot]:
+                        group[slot] = offset
 
         # The lagging topic holds buckets open; a topic that never had a record holds nothing.
         lagging = min(watermarks.values()) if watermarks else None
@@ -207,7 +211,7 @@ class Intake:
         for key, entry in entries.items():
             if entry["ids"]:
                 state.put(key, entry)
-                heapq.heappush(memory.join_expiry, (entry["last"] + settings.join_retention_ms, key))
+                heapq.heappush(memory.join_expiry, (entry["last"] + self.join_retention_ms, key))
         touched = self._fill_buckets(state, memory, groups, sealed)
         self._expire(state, memory, lagging, sealed)
         self._send_partials(out, partition, touched)
@@ -217,45 +221,44 @@ class Intake:
             for q in range(settings.partitions):
                 out.add(settings.topic_partials, WATERMARK_KEY, wm, q)
 
+    def _scopes(self, effect: join.Effect) -> list[tuple[str, str, str]]:
+        """The (tenant, dimension, key) scopes an effect counts in; a moved survey skips unchanged ones."""
+        scopes = []
+        for dimension in self.dimensions:
+            if dimension == "all":
+                if effect.only is None:
+                    scopes.append((effect.tenant, "all", "all"))
+            elif effect.only is None or dimension in effect.only:
+                scopes.append((effect.tenant, dimension, effect.dims[ATTR_INDEX[dimension]]))
+        return scopes
+
     def _fill_buckets(self, state: PartitionState, memory: PartitionMemory,
                       groups: dict[tuple, list], sealed: int | None) -> dict[bytes, list]:
-        """Add each group into the buckets of its scopes; returns touched buckets by scope."""
+        """Add each scope's batch sums into its time buckets; returns touched buckets by scope."""
         buckets: dict[bytes, dict] = {}
         by_scope: dict[bytes, list] = {}
-        attr_index = {a: i for i, a in enumerate(join.ATTRS)}
-        for (tenant, dims, starts, only, replayed), (vector, max_i, max_s) in groups.items():
-            for dimension in self.dimensions:
-                if dimension == "all":
-                    if only is not None:
-                        continue
-                    scope = [tenant, "all", "all"]
-                else:
-                    if only is not None and dimension not in only:
-                        continue
-                    scope = [tenant, dimension, dims[attr_index[dimension]]]
-                scope_key = orjson.dumps(scope)
-                for width, start in zip(self.widths, starts):
-                    if sealed is not None and start + width <= sealed:
-                        continue
-                    key = BUCKET + orjson.dumps([*scope, width, start])
-                    bucket = buckets.get(key)
+        for (scope, starts, replayed), (vector, max_i, max_s) in groups.items():
+            for width, start in zip(self.widths, starts):
+                if sealed is not None and start + width <= sealed:
+                    continue
+                key = BUCKET + orjson.dumps([*scope, width, start])
+                bucket = buckets.get(key)
+                if bucket is None:
+                    bucket = state.get(key)
                     if bucket is None:
-                        bucket = state.get(key)
-                        if bucket is None:
-                            bucket = {"v": [-1, -1], "s": scoring.empty(), "id": [*scope, width, start]}
-                            heapq.heappush(memory.bucket_expiry, (start + width, key))
-                        buckets[key] = bucket
-                        by_scope.setdefault(scope_key, []).append(bucket)
-                    versions = bucket["v"]
-                    if replayed is not None:
-                        slot = 0 if replayed[0] == "i" else 1
-                        if replayed[1] <= versions[slot]:
-                            continue
-                    scoring.merge_into(bucket["s"], vector)
-                    if max_i > versions[0]:
-                        versions[0] = max_i
-                    if max_s > versions[1]:
-                        versions[1] = max_s
+                        bucket = {"v": [-1, -1], "s": scoring.empty(), "id": [*scope, width, start]}
+                        heapq.heappush(memory.bucket_expiry, (start + width, key))
+                    buckets[key] = bucket
+                    by_scope.setdefault(orjson.dumps(scope), []).append(bucket)
+                versions = bucket["v"]
+                if replayed is not None:
+                    if replayed[1] <= versions[0 if replayed[0] == "i" else 1]:
+                        continue
+                scoring.merge_into(bucket["s"], vector)
+                if max_i > versions[0]:
+                    versions[0] = max_i
+                if max_s > versions[1]:
+                    versions[1] = max_s
         for key, bucket in buckets.items():
             state.put(key, bucket)
         return by_scope

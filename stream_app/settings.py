@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_app.windows import WindowSpec, parse_duration_ms, parse_windows
@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         if unknown or not names:
             raise ValueError(f"unknown dimension(s) {unknown}; choose from {', '.join(DIMENSIONS)}")
         return value
+
+    @model_validator(mode="after")
+    def _retention_covers_lateness(self) -> Settings:
+        """Deduplication must outlive lateness: an older duplicate is then too late anyway."""
+        if self.join_retention_seconds < self.allowed_lateness_seconds:
+            raise ValueError("CX_JOIN_RETENTION_SECONDS must be at least CX_ALLOWED_LATENESS")
+        return self
 
     @cached_property
     def window_specs(self) -> tuple[WindowSpec, ...]:
