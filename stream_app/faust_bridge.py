@@ -20,6 +20,8 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 PINNED_FAUST_VERSION = "0.15.3"
 
@@ -27,31 +29,32 @@ BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer with a fetch loop that delivers batches instead of records."""
+    """Faust's consumer with a fetch loop that delivers batches instead of records.
 
-    async def _drain_messages(self, fetcher: Any) -> None:  # noqa: C901 - mirrors Faust's loop
-        callback = self.callback
+    Faust's own loop turns every fetched record into a Faust message, one generator step and one
+    acknowledgement at a time: measured here at about 48 µs a record before any processing. This
+    loop takes the fetched record lists as aiokafka returns them and acknowledges them a batch at
+    a time, keeping Faust's bookkeeping (read offsets, gaps, acknowledged offsets) intact.
+    """
+
+    async def _drain_messages(self, fetcher: Any) -> None:
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        read_offset = self._read_offset
-        unacked = self._unacked_messages
         try:
             while not (consumer_stopped() or fetcher_stopped()):
-                batch: dict[TP, list[Any]] = {}
-                other: list[Any] = []
                 await asyncio.sleep(0)
                 if self.should_stop:
                     break
-                async for tp, message in self.getmany(timeout=1.0):
-                    if tp.topic in self.app.batch_topics:
-                        batch.setdefault(tp, []).append(message)
-                    else:
-                        other.append(message)
-                for message in other:
-                    await self.wait_first(callback(message), self.suspend_flow.wait())
-                    read_offset[message.tp] = message.offset
-                if batch:
-                    await self._deliver(batch, read_offset, unacked)
+                generation = self.app.consumer_generation_id
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    await self.perform_seek()  # as Faust does: a rebalance began, read again later
+                    continue
+                if self.app.consumer_generation_id != generation:
+                    continue
+                await self._dispatch(records, active)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -61,33 +64,65 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
-    async def _deliver(self, batch: dict[TP, list[Any]], read_offset: Any, unacked: Any) -> None:
+    async def _dispatch(self, records: dict[Any, list[Any]], active: set[TP] | None) -> None:
+        batch: dict[TP, list[Any]] = {}
+        read_offset = self._read_offset
+        for tp, fetched in records.items():
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue  # paused meanwhile; fetched again after the seek that resumes it
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp.topic in self.app.batch_topics:
+                batch[tp] = fetched
+                continue
+            for record in fetched:  # changelogs during recovery: Faust's own path
+                message = self._to_message(tp, record)
+                await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                read_offset[tp] = record.offset
+        if batch:
+            await self._deliver(batch)
+
+    async def _deliver(self, batch: dict[TP, list[Any]]) -> None:
+        read_offset = self._read_offset
         fresh: dict[TP, list[Any]] = {}
-        for tp, messages in batch.items():
+        for tp, records in batch.items():
             # The read offset is the next offset to hand on (a seek sets it to the committed
             # offset); anything below it was handed on already. Offsets with no record (compaction,
             # transaction markers) are recorded as gaps so that commits can move past them.
             expected = read_offset[tp]
-            kept = [m for m in messages if expected is None or m.offset >= expected]
+            kept = [r for r in records if expected is None or r.offset >= expected]
             if not kept:
                 continue
-            for message in kept:
-                if expected is not None and message.offset > expected:
-                    await self._add_gap(tp, expected, message.offset - 1)
-                expected = message.offset + 1
+            for record in kept:
+                if expected is not None and record.offset > expected:
+                    await self._add_gap(tp, expected, record.offset - 1)
+                expected = record.offset + 1
             fresh[tp] = kept
-            unacked.add(kept[-1])  # Faust's rebalance waits for this batch to be acknowledged
         if not fresh:
             return
-        await self.app.batch_handler(fresh)
-        ack = self.ack
-        for tp, messages in fresh.items():
-            for message in messages:
-                ack(message)
-            read_offset[tp] = messages[-1].offset + 1
+        pending = _Pending()
+        self._unacked_messages.add(pending)  # Faust's rebalance waits until this batch is acknowledged
+        try:
+            await self.app.batch_handler(fresh)
+            for tp, records in fresh.items():
+                self._acknowledge(tp, records)
+                read_offset[tp] = records[-1].offset + 1
+        finally:
+            self._unacked_messages.discard(pending)
+            notify(self._waiting_for_ack)
         if self._commit_every is not None and self._n_acked >= self._commit_every:
             self._n_acked = 0
             await self.commit()
+
+    def _acknowledge(self, tp: TP, records: list[Any]) -> None:
+        """What Faust's ``ack`` does for one message, for a whole batch of one partition."""
+        with ack_lock:
+            committed = self._committed_offset[tp]
+            acked_index = self._acked_index[tp]
+            offsets = [r.offset for r in records
+                       if (committed is None or r.offset >= committed) and r.offset not in acked_index]
+            acked_index.update(offsets)
+            self._acked[tp].extend(offsets)
+            self._n_acked += len(offsets)
 
     async def perform_seek(self) -> None:
         """Seek to the committed offsets, and to the start where nothing was committed yet.
@@ -103,6 +138,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         """Faust's stream-progress watchdog; our batches bypass the streams it watches."""
+
+
+class _Pending:
+    """Stands for a batch in Faust's set of unacknowledged messages while it is processed."""
 
 
 class BatchTransport(faust_aiokafka.Transport):
