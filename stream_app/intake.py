@@ -31,7 +31,6 @@ META = b"m"
 JOIN = b"j"
 BUCKET = b"b"
 WATERMARK_KEY = b"~wm"
-KINDS = ("i", "s")  # interaction-closed, survey-answered: index into a bucket's versions
 ATTR_INDEX = {attr: i for i, attr in enumerate(join.ATTRS)}
 
 

@@ -219,3 +219,20 @@ def test_records_per_interaction_matches_the_survey_share():
     settled_set = set(settled)
     surveys = sum(r.kind == "survey" and r.value["interaction_id"] in settled_set for r in got)
     assert 1 + surveys / len(settled) == pytest.approx(simulate.expected_records_per_interaction(), abs=0.03)
+
+
+def test_backfill_sends_the_history_then_live_traffic_in_event_time_order():
+    from stream_app.simulate import backfilled
+
+    start_ms, backfill_ms = 1_793_577_600_000, 20 * 60_000
+    records = list(backfilled(5, 300, start_ms, backfill_ms, 5.0))
+    times = [r.event_ms for r in records]
+    assert times == sorted(times)
+    history = [r for r in records if r.event_ms < start_ms]
+    assert history and min(times) >= start_ms - backfill_ms
+    interactions = {r.value["interaction_id"] for r in records if r.kind == "interaction"}
+    surveys = [r for r in records if r.kind == "survey"]
+    assert surveys and all(s.value.get("interaction_id") in interactions for s in surveys)
+    live = [r for r in records if r.event_ms >= start_ms and r.kind == "interaction"]
+    assert live, "live traffic follows the history"
+    assert list(backfilled(5, 300, start_ms, backfill_ms, 5.0)) == records, "pure: same arguments, same records"
