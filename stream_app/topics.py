@@ -6,6 +6,7 @@ would not be co-partitioned with the tables and Faust would drop its records (FI
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -74,9 +75,29 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 failed.append(f"{name}: error {code} {rest[0] if rest else ''}".strip())
         if failed:
             raise ConfigError("could not create topics: " + "; ".join(failed))
+        await _wait_for_leaders(admin, [t.name for t in wanted])
         return created
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Return once every partition of the topics has a leader.
+
+    Measured here: a worker that subscribed right after its topics were created (on a broker that
+    had just started) got an empty assignment, and kept it until the next metadata refresh.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        metadata = await admin.describe_topics(names)
+        pending = [t["topic"] for t in metadata
+                   if t.get("error_code", 0) != 0 or not t.get("partitions")
+                   or any(p.get("leader", -1) < 0 for p in t["partitions"])]
+        if not pending:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConfigError(f"topics have no leader after {timeout_s:.0f} s: {', '.join(pending)}")
+        await asyncio.sleep(0.2)
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
