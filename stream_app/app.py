@@ -23,6 +23,7 @@ from stream_app.rollup import Rollup
 from stream_app.settings import Settings
 from stream_app.sinks import prometheus
 from stream_app.sinks.kafka import Outbox
+from stream_app.topics import INTAKE_TABLE, ROLLUP_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ def create_app(settings: Settings) -> BatchApp:
     sources = app.topic(settings.topic_interactions, settings.topic_surveys, settings.topic_partials,
                         partitions=settings.partitions, **raw)
     table_options = {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes}
-    intake_table = app.Table("intake", **table_options)
-    rollup_table = app.Table("rollup", **table_options)
+    intake_table = app.Table(INTAKE_TABLE, **table_options)
+    rollup_table = app.Table(ROLLUP_TABLE, **table_options)
     pipeline = Pipeline(
         app, settings,
         Intake(settings, intake_table, {settings.topic_interactions: "i", settings.topic_surveys: "s"}),

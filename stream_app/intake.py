@@ -96,7 +96,7 @@ class Intake:
         bucket_expiry: list[tuple[int, bytes]] = []
         replay_upto = [-1, -1]
         retention = self.settings.join_retention_ms
-        for key, value in iter_partition(self.table, partition, b""):
+        for key, value in iter_partition(self.table, partition):
             prefix = key[:1]
             if prefix == JOIN:
                 join_expiry.append((value["last"] + retention, key))
@@ -131,6 +131,7 @@ class Intake:
         watermarks = memory.watermarks
         sealed = memory.sealed_ms
         entries: dict[bytes, dict] = {}
+        changed: set[bytes] = set()  # join entries a new record altered (replays and duplicates do not)
         groups: dict[tuple, list] = {}
         widths = self.widths
         sl_seconds = settings.service_level_seconds
@@ -172,6 +173,7 @@ class Intake:
                     outcomes.add(topic, "too_late")
                     continue
                 watermarks[kind] = event_ms if own is None else max(own, event_ms)
+                changed.add(key)
                 dims = (event.channel, event.queue, event.agent_id, event.touchpoint)
                 if kind == "i":
                     effects = join.add_interaction(entry, event.event_id, trigger, event.tenant, dims,
@@ -207,10 +209,10 @@ class Intake:
             sealed = lagging - lateness if sealed is None else max(sealed, lagging - lateness)
             memory.sealed_ms = sealed
             state.put(META, {"wm": watermarks, "sealed": sealed})
-        for key, entry in entries.items():
-            if entry["ids"]:
-                state.put(key, entry)
-                heapq.heappush(memory.join_expiry, (entry["last"] + self.join_retention_ms, key))
+        for key in changed:
+            entry = entries[key]
+            state.put(key, entry)
+            heapq.heappush(memory.join_expiry, (entry["last"] + self.join_retention_ms, key))
         touched = self._fill_buckets(state, memory, groups, sealed)
         self._expire(state, memory, lagging, sealed)
         self._send_partials(out, partition, touched)

@@ -46,6 +46,9 @@ class Rollup:
         self.settings = settings
         self.table = table
         self.specs: tuple[WindowSpec, ...] = settings.window_specs
+        self.specs_by_width: dict[int, list[WindowSpec]] = {}
+        for spec in self.specs:
+            self.specs_by_width.setdefault(spec.bucket_ms, []).append(spec)
         self.memory: dict[int, RollupMemory] = {}
 
     def forget(self) -> None:
@@ -60,7 +63,7 @@ class Rollup:
             return memory
         meta: dict = {"wm": {}, "final": {}}
         sums: dict[Scope, dict[tuple[int, int], list[float]]] = {}
-        for key, value in iter_partition(self.table, partition, b""):
+        for key, value in iter_partition(self.table, partition):
             if key == META:
                 meta = value
             elif key[:1] == BUCKET:
@@ -73,9 +76,8 @@ class Rollup:
 
     def _closed_for_width(self, memory: RollupMemory, width: int, start: int) -> bool:
         """True when every window that holds this bucket has had its final snapshot."""
-        specs = [s for s in self.specs if s.bucket_ms == width]
         return all(s.name in memory.frontier and start + s.size_ms <= memory.frontier[s.name]
-                   for s in specs)
+                   for s in self.specs_by_width[width])
 
     def process(self, partition: int, messages: list[Any], changelog: Outbox,
                 outcomes: Outcomes) -> None:

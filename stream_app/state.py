@@ -40,8 +40,7 @@ class PartitionState:
         self._outbox.add(self._topic, key, None, self.partition)
 
 
-def iter_partition(table: Any, partition: int, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
-    """Decoded entries of one partition whose key starts with ``prefix`` (used when reloading)."""
+def iter_partition(table: Any, partition: int) -> Iterator[tuple[bytes, Any]]:
+    """Decoded entries of one partition (used when reloading after a rebalance)."""
     for key, raw in partition_items(table, partition):
-        if key.startswith(prefix):
-            yield key, orjson.loads(raw)
+        yield key, orjson.loads(raw)

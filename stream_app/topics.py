@@ -15,7 +15,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from stream_app.errors import ConfigError
 from stream_app.settings import Settings
 
-TABLES = ("intake", "rollup")
+INTAKE_TABLE, ROLLUP_TABLE = "intake", "rollup"
+TABLES = (INTAKE_TABLE, ROLLUP_TABLE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,27 +171,15 @@ def test_dimensions_from_env(monkeypatch):
 # --- validation --------------------------------------------------------------------------------
 
 
-def test_unknown_dimension_rejected_naming_it(monkeypatch):
-    monkeypatch.setenv("CX_DIMENSIONS", "all,channel,skill")
-    with pytest.raises(pydantic.ValidationError, match="skill"):
-        Settings()
-
-
-def test_empty_dimensions_rejected(monkeypatch):
-    monkeypatch.setenv("CX_DIMENSIONS", " , ")
-    with pytest.raises(pydantic.ValidationError, match="dimension"):
-        Settings()
-
-
-def test_window_with_step_over_size_rejected_naming_it(monkeypatch):
-    monkeypatch.setenv("CX_WINDOWS", "15m:15m:1m,weird:1m:5m")
-    with pytest.raises(pydantic.ValidationError, match="weird"):
-        Settings()
-
-
-def test_malformed_window_rejected_naming_it(monkeypatch):
-    monkeypatch.setenv("CX_WINDOWS", "15m:15m:1m,hourly:1h")
-    with pytest.raises(pydantic.ValidationError, match="hourly:1h"):
+@pytest.mark.parametrize(("variable", "value", "named"), [
+    ("CX_DIMENSIONS", "all,channel,skill", "skill"),  # unknown dimension, named
+    ("CX_DIMENSIONS", " , ", "dimension"),  # no dimension at all
+    ("CX_WINDOWS", "15m:15m:1m,weird:1m:5m", "weird"),  # step over size, named
+    ("CX_WINDOWS", "15m:15m:1m,hourly:1h", "hourly:1h"),  # malformed, named
+])
+def test_bad_dimensions_and_windows_rejected_naming_the_culprit(monkeypatch, variable, value, named):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(pydantic.ValidationError, match=named):
         Settings()
 
 
