@@ -12,6 +12,7 @@ import logging
 import shutil
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -40,6 +41,8 @@ class Pipeline:
         self.stale = False
         self.recovered = False  # tables hold the current assignment's state (set after each rebalance)
         self.input_topics = {settings.topic_interactions, settings.topic_surveys}
+        # Called with (snapshots, alert events) once they are on Kafka: serving copies, never the truth.
+        self.listeners: list[Callable[[list[dict], list[dict]], None]] = []
 
     def on_rebalance(self, *_: Any, **__: Any) -> None:
         self.stale = True
@@ -90,10 +93,14 @@ class Pipeline:
     async def _emit(self) -> None:
         out = Outbox(self.app.producer)
         frontiers = {}
+        snapshots: list[dict] = []
+        alerts: list[dict] = []
         for partition in self.rollup.loaded():
-            self.rollup.due_snapshots(partition, out)
-            frontiers[partition] = self.rollup.finals(partition, out)
+            self.rollup.due_snapshots(partition, out, snapshots)
+            frontiers[partition] = self.rollup.finals(partition, out, snapshots)
         await out.flush()
+        for listener in self.listeners:
+            listener(snapshots, alerts)
         changelog = Outbox(self.app.producer)
         for partition, frontier in frontiers.items():
             self.rollup.advance(partition, frontier, changelog)

@@ -151,8 +151,12 @@ class Rollup:
                 scoring.merge_into(total, stats)
         return total
 
-    def due_snapshots(self, partition: int, out: Outbox, now: float | None = None) -> int:
-        """Rolling snapshots of changed scopes, at most one per scope per emit interval."""
+    def due_snapshots(self, partition: int, out: Outbox, emitted: list[dict],
+                      now: float | None = None) -> int:
+        """Rolling snapshots of changed scopes, at most one per scope per emit interval.
+
+        Each document sent is also appended to ``emitted`` for the alerts and the read model.
+        """
         memory = self.memory.get(partition)
         if memory is None or not memory.dirty or not memory.watermarks:
             return 0
@@ -171,12 +175,13 @@ class Rollup:
                 start, end = spec.rolling(latest)
                 stats = self._window_stats(buckets, spec, start, end) or scoring.empty()
                 document = snapshot.build(*scope, spec.name, start, end, False, stats, now_ms)
+                emitted.append(document)
                 out.add(self.settings.topic_scores,
                         snapshot.rolling_key(*scope, spec.name).encode(), orjson.dumps(document))
                 sent += 1
         return sent
 
-    def finals(self, partition: int, out: Outbox) -> dict[str, int]:
+    def finals(self, partition: int, out: Outbox, emitted: list[dict]) -> dict[str, int]:
         """Final snapshots of windows the closing watermark has passed; returns the new frontier.
 
         The caller sends ``out`` first and only then calls ``advance`` with the frontier, so a
@@ -205,6 +210,7 @@ class Rollup:
                         continue
                     start = end - spec.size_ms
                     document = snapshot.build(*scope, spec.name, start, end, True, stats, now_ms)
+                    emitted.append(document)
                     out.add(self.settings.topic_scores,
                             snapshot.final_key(*scope, spec.name, start).encode(), orjson.dumps(document))
             frontier[spec.name] = limit - limit % spec.step_ms
