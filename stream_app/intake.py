@@ -11,6 +11,7 @@ record changes only buckets that have not seen it (README, Exactness).
 from __future__ import annotations
 
 import heapq
+import math
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -72,7 +73,9 @@ class PartitionMemory:
     watermarks: dict[str, int]  # per input topic of this partition ("i", "s"): highest event time counted
     sealed_ms: int | None  # buckets ending at or before this can no longer change
     join_expiry: list[tuple[int, bytes]]
+    join_keys: set[bytes]  # join entries in the table: a key not here needs no lookup
     bucket_expiry: list[tuple[int, bytes]]
+    bucket_keys: set[bytes]  # likewise for buckets
     replay_upto: list[int]  # per kind: offsets at or below may already be in some bucket
 
 
@@ -82,6 +85,7 @@ class Intake:
         self.table = table
         self.topic_kind = topics  # topic name -> "i" | "s"
         self.widths = bucket_widths(settings.window_specs)
+        self.grid_ms = math.gcd(*self.widths)  # bucket starts depend only on the time on this grid
         self.dimensions = settings.dimension_names
         self.memory: dict[int, PartitionMemory] = {}
         self.join_retention_ms = settings.join_retention_ms
@@ -93,6 +97,8 @@ class Intake:
     def _load(self, partition: int) -> PartitionMemory:
         meta = None
         join_expiry: list[tuple[int, bytes]] = []
+        join_keys: set[bytes] = set()
+        bucket_keys: set[bytes] = set()
         bucket_expiry: list[tuple[int, bytes]] = []
         replay_upto = [-1, -1]
         retention = self.settings.join_retention_ms
@@ -100,9 +106,11 @@ class Intake:
             prefix = key[:1]
             if prefix == JOIN:
                 join_expiry.append((value["last"] + retention, key))
+                join_keys.add(key)
             elif prefix == BUCKET:
                 ident = value["id"]
                 bucket_expiry.append((ident[4] + ident[3], key))
+                bucket_keys.add(key)
                 replay_upto[0] = max(replay_upto[0], value["v"][0])
                 replay_upto[1] = max(replay_upto[1], value["v"][1])
             elif key == META:
@@ -111,7 +119,7 @@ class Intake:
         heapq.heapify(bucket_expiry)
         memory = PartitionMemory(
             dict(meta["wm"]) if meta else {}, meta["sealed"] if meta else None,
-            join_expiry, bucket_expiry, replay_upto,
+            join_expiry, join_keys, bucket_expiry, bucket_keys, replay_upto,
         )
         self.memory[partition] = memory
         return memory
@@ -136,6 +144,11 @@ class Intake:
         widths = self.widths
         sl_seconds = settings.service_level_seconds
 
+        scopes_of: dict[tuple, list[tuple[str, str, str]]] = {}  # (tenant, dims, only) -> scopes
+        starts_of: dict[int, tuple[int, ...]] = {}  # event time on the finest grid -> bucket starts
+        grid = self.grid_ms
+        known = memory.join_keys
+        replay_upto = memory.replay_upto
         for topic, message in records:
             kind = self.topic_kind[topic]
             offset = message.offset
@@ -154,13 +167,14 @@ class Intake:
             key = JOIN + join_key.encode()
             entry = entries.get(key)
             if entry is None:
-                entry = state.get(key) or join.new_entry()
+                entry = (state.get(key) if key in known else None) or join.new_entry()
                 entries[key] = entry
             trigger = f"{kind}:{offset}"
             seen = entry["ids"].get(event.event_id)
             if seen is not None and seen != trigger:
                 outcomes.add(topic, "duplicate")
                 continue
+            dims = (event.channel, event.queue, event.agent_id, event.touchpoint)
             if seen is None:
                 # Each topic-partition has its own watermark: a backlog of one topic read ahead
                 # of the other must not make the other's records late.
@@ -172,34 +186,47 @@ class Intake:
                                       f"event time is {floor - event_ms} ms before watermark - allowed lateness")
                     outcomes.add(topic, "too_late")
                     continue
-                watermarks[kind] = event_ms if own is None else max(own, event_ms)
+                if own is None or event_ms > own:
+                    watermarks[kind] = event_ms
                 changed.add(key)
-                dims = (event.channel, event.queue, event.agent_id, event.touchpoint)
                 if kind == "i":
                     effects = join.add_interaction(entry, event.event_id, trigger, event.tenant, dims,
                                                    event_ms, interaction_contribution(event, sl_seconds))
                 else:
                     effects = join.add_survey(entry, event.event_id, trigger, event.tenant, dims,
                                               event_ms, survey_contribution(event))
+            elif kind == "i":
+                own_count = join.own_effect(event.tenant, dims, event_ms,
+                                            interaction_contribution(event, sl_seconds))
+                effects = join.effects_of(entry, trigger, own_count)
             else:
                 effects = join.effects_of(entry, trigger)
             outcomes.add(topic, "ok")
             # A record seen before (a replay) is checked bucket by bucket; a new one beyond every
             # bucket's versions takes the fast path, summed with its neighbours first.
-            fresh = seen is None and offset > memory.replay_upto[0 if kind == "i" else 1]
+            fresh = seen is None and offset > replay_upto[0 if kind == "i" else 1]
             replayed = None if fresh else (kind, offset)
             slot = 1 if kind == "i" else 2
-            for effect in effects:
-                starts = tuple(effect.event_ms - effect.event_ms % w for w in widths)
-                for scope in self._scopes(effect):
+            for sign, tenant, effect_dims, effect_ms, contribution, only in effects:
+                on_grid = effect_ms - effect_ms % grid
+                starts = starts_of.get(on_grid)
+                if starts is None:
+                    starts = starts_of[on_grid] = tuple(on_grid - on_grid % w for w in widths)
+                scopes = scopes_of.get((tenant, effect_dims, only))
+                if scopes is None:
+                    scopes = scopes_of[(tenant, effect_dims, only)] = self._scopes(tenant, effect_dims, only)
+                for scope in scopes:
                     group_key = (scope, starts, replayed)
                     group = groups.get(group_key)
                     if group is None:
                         group = groups[group_key] = [scoring.empty(), -1, -1]
                     vector = group[0]
-                    sign = effect.sign
-                    for index, value in effect.contribution:
-                        vector[index] += sign * value
+                    if sign == 1:
+                        for index, value in contribution:
+                            vector[index] += value
+                    else:
+                        for index, value in contribution:
+                            vector[index] -= value
                     if offset > group[slot]:
                         group[slot] = offset
 
@@ -212,9 +239,11 @@ class Intake:
         for key in changed:
             entry = entries[key]
             state.put(key, entry)
+            known.add(key)
             heapq.heappush(memory.join_expiry, (entry["last"] + self.join_retention_ms, key))
         touched = self._fill_buckets(state, memory, groups, sealed)
         self._expire(state, memory, lagging, sealed)
+        state.commit()
         self._send_partials(out, partition, touched)
         if lagging is not None and records:
             wm = orjson.dumps({"p": partition, "wm": lagging, "hi": max(watermarks.values()),
@@ -222,15 +251,16 @@ class Intake:
             for q in range(settings.partitions):
                 out.add(settings.topic_partials, WATERMARK_KEY, wm, q)
 
-    def _scopes(self, effect: join.Effect) -> list[tuple[str, str, str]]:
+    def _scopes(self, tenant: str, dims: tuple[str, str, str, str],
+                only: frozenset[str] | None) -> list[tuple[str, str, str]]:
         """The (tenant, dimension, key) scopes an effect counts in; a moved survey skips unchanged ones."""
         scopes = []
         for dimension in self.dimensions:
             if dimension == "all":
-                if effect.only is None:
-                    scopes.append((effect.tenant, "all", "all"))
-            elif effect.only is None or dimension in effect.only:
-                scopes.append((effect.tenant, dimension, effect.dims[ATTR_INDEX[dimension]]))
+                if only is None:
+                    scopes.append((tenant, "all", "all"))
+            elif only is None or dimension in only:
+                scopes.append((tenant, dimension, dims[ATTR_INDEX[dimension]]))
         return scopes
 
     def _fill_buckets(self, state: PartitionState, memory: PartitionMemory,
@@ -238,24 +268,29 @@ class Intake:
         """Add each scope's batch sums into its time buckets; returns touched buckets by scope."""
         buckets: dict[bytes, dict] = {}
         by_scope: dict[bytes, list] = {}
+        known = memory.bucket_keys
         for (scope, starts, replayed), (vector, max_i, max_s) in groups.items():
+            nonzero = [(index, value) for index, value in enumerate(vector) if value]
             for width, start in zip(self.widths, starts):
                 if sealed is not None and start + width <= sealed:
                     continue
                 key = BUCKET + orjson.dumps([*scope, width, start])
                 bucket = buckets.get(key)
                 if bucket is None:
-                    bucket = state.get(key)
+                    bucket = state.get(key) if key in known else None
                     if bucket is None:
                         bucket = {"v": [-1, -1], "s": scoring.empty(), "id": [*scope, width, start]}
                         heapq.heappush(memory.bucket_expiry, (start + width, key))
+                        known.add(key)
                     buckets[key] = bucket
                     by_scope.setdefault(orjson.dumps(scope), []).append(bucket)
                 versions = bucket["v"]
                 if replayed is not None:
                     if replayed[1] <= versions[0 if replayed[0] == "i" else 1]:
                         continue
-                scoring.merge_into(bucket["s"], vector)
+                stats = bucket["s"]
+                for index, value in nonzero:
+                    stats[index] += value
                 if max_i > versions[0]:
                     versions[0] = max_i
                 if max_s > versions[1]:
@@ -276,10 +311,12 @@ class Intake:
             entry = state.get(key)
             if entry is not None and entry["last"] + retention <= watermark:
                 state.delete(key)
+                memory.join_keys.discard(key)
         heap = memory.bucket_expiry
         while heap and sealed is not None and heap[0][0] <= sealed:
             _, key = heapq.heappop(heap)
             state.delete(key)
+            memory.bucket_keys.discard(key)
 
     def _send_partials(self, out: Outbox, partition: int, touched: dict[bytes, list]) -> None:
         partitions = self.settings.partitions

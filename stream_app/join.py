@@ -5,8 +5,10 @@ An entry is a plain JSON-able dict kept in the intake table under the interactio
     {"ids": {event_id: trigger}, "ix": interaction | None, "sv": [survey, ...], "last": event_ms}
 
 A *trigger* names the record that caused an effect, ``"i:<offset>"`` or ``"s:<offset>"``. Every
-effect on the windows is attributed to exactly one trigger and can be re-derived from the entry,
-so a record replayed after a crash yields the same effects as the first time (``effects_of``).
+effect on the windows is attributed to exactly one trigger and can be re-derived from the entry
+(and, for an interaction's own count, from the replayed record itself, which is not stored: most
+entries are a lone interaction, written once per record), so a record replayed after a crash
+yields the same effects as the first time (``effects_of``).
 
 A survey that names no channel/queue/agent/touchpoint counts at once under ``unknown`` for what it
 lacks; when its interaction arrives, the interaction's trigger moves it to the right keys. If the
@@ -15,7 +17,7 @@ interaction never arrives within the join retention, the survey stays under ``un
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 ATTRS = ("channel", "queue", "agent", "touchpoint")
 UNKNOWN = "unknown"
@@ -24,8 +26,7 @@ Dims = tuple[str | None, str | None, str | None, str | None]
 Sparse = list[list[float]]  # [[index, value], ...] of a stats vector
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
+class Effect(NamedTuple):
     """Add ``sign`` × ``contribution`` at ``event_ms`` to the scopes of ``dims``.
 
     ``only`` limits the effect to the attributes whose keys changed (a moved survey must not
@@ -46,24 +47,29 @@ def new_entry() -> dict:
 
 def resolve(own: Dims, base: Dims | None) -> tuple[str, str, str, str]:
     """A survey's own attributes, then its interaction's, then ``unknown``."""
-    out = []
-    for i in range(4):
-        value = own[i] or (base[i] if base is not None else None)
-        out.append(value or UNKNOWN)
-    return (out[0], out[1], out[2], out[3])
+    if base is None:
+        return (own[0] or UNKNOWN, own[1] or UNKNOWN, own[2] or UNKNOWN, own[3] or UNKNOWN)
+    return (own[0] or base[0] or UNKNOWN, own[1] or base[1] or UNKNOWN,
+            own[2] or base[2] or UNKNOWN, own[3] or base[3] or UNKNOWN)
+
+
+def own_effect(tenant: str, dims: Dims, event_ms: int, contribution: Sparse) -> Effect:
+    """An interaction's count under its own attributes: the same whenever it is derived."""
+    return Effect(1, tenant, resolve(dims, None), event_ms, contribution)
 
 
 def add_interaction(entry: dict, event_id: str, trigger: str, tenant: str, dims: Dims,
                     event_ms: int, contribution: Sparse) -> list[Effect]:
     entry["ids"][event_id] = trigger
-    entry["last"] = max(entry["last"], event_ms)
+    if event_ms > entry["last"]:
+        entry["last"] = event_ms
+    own = own_effect(tenant, dims, event_ms, contribution)
     if entry["ix"] is None:
         entry["ix"] = {"tr": trigger, "dims": list(dims)}
         for survey in entry["sv"]:
             if survey["jn"] is None:
                 survey["jn"] = trigger
-    entry.setdefault("ic", {})[trigger] = [tenant, list(dims), event_ms, contribution]
-    return effects_of(entry, trigger)
+    return effects_of(entry, trigger, own)
 
 
 def add_survey(entry: dict, event_id: str, trigger: str, tenant: str, dims: Dims,
@@ -77,15 +83,15 @@ def add_survey(entry: dict, event_id: str, trigger: str, tenant: str, dims: Dims
     return effects_of(entry, trigger)
 
 
-def effects_of(entry: dict, trigger: str) -> list[Effect]:
-    """Everything ``trigger`` did to the windows, re-derived from the entry alone."""
+def effects_of(entry: dict, trigger: str, own: Effect | None = None) -> list[Effect]:
+    """Everything ``trigger`` did to the windows; ``own`` is the interaction's own count when
+    ``trigger`` is an interaction (``own_effect`` of the record), everything else comes from the entry."""
+    effects: list[Effect] = [] if own is None else [own]
+    surveys = entry["sv"]
+    if not surveys:
+        return effects
     base = tuple(entry["ix"]["dims"]) if entry["ix"] is not None else None
-    effects: list[Effect] = []
-    recorded = entry.get("ic", {}).get(trigger)
-    if recorded is not None:
-        tenant, dims, event_ms, contribution = recorded
-        effects.append(Effect(1, tenant, resolve(tuple(dims), None), event_ms, contribution))
-    for survey in entry["sv"]:
+    for survey in surveys:
         own = tuple(survey["dims"])
         if survey["tr"] == trigger:
             dims = resolve(own, base) if survey["jn"] == trigger else resolve(own, None)

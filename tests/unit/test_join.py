@@ -17,6 +17,7 @@ from stream_app.join import (
     add_survey,
     effects_of,
     new_entry,
+    own_effect,
     resolve,
 )
 
@@ -103,7 +104,8 @@ def test_survey_after_interaction_adds_nothing_to_the_interaction_trigger():
     entry = new_entry()
     add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
     add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    assert effects_of(entry, "i:10") == [Effect(1, "acme", IX_DIMS, T_IX, IX_C)]
+    own = own_effect("acme", IX_DIMS, T_IX, IX_C)
+    assert effects_of(entry, "i:10", own) == [Effect(1, "acme", IX_DIMS, T_IX, IX_C)]
 
 
 # --- survey before its interaction -------------------------------------------------------------
@@ -237,7 +239,7 @@ def test_replay_of_interaction_trigger_returns_same_move_after_later_triggers():
     add_interaction(entry, "ev-i2", "i:11", "acme", ("voice", None, None, None), T_IX + 1, IX_C)
     stored = roundtrip(entry)
     all4 = frozenset(ATTRS)
-    assert effects_of(stored, "i:10") == first == [
+    assert effects_of(stored, "i:10", own_effect("acme", IX_DIMS, T_IX, IX_C)) == first == [
         Effect(1, "acme", IX_DIMS, T_IX, IX_C),
         Effect(-1, "acme", UNKNOWN4, T_SV, SV_C, all4),
         Effect(1, "acme", IX_DIMS, T_SV, SV_C, all4),
@@ -264,17 +266,20 @@ def test_replay_of_complete_survey_is_unchanged_by_later_interaction():
 
 def test_replay_of_every_trigger_matches_first_time():
     entry = new_entry()
+    voice = ("voice", "x", "y", "z")
     steps = [
-        ("s:1", lambda: add_survey(entry, "ev-a", "s:1", "acme", NONE4, T_SV, SV_C)),
-        ("s:2", lambda: add_survey(entry, "ev-b", "s:2", "acme", (None, "vip", None, None), T_SV + 1, SV2_C)),
-        ("i:3", lambda: add_interaction(entry, "ev-c", "i:3", "acme", IX_DIMS, T_IX, IX_C)),
-        ("s:4", lambda: add_survey(entry, "ev-d", "s:4", "acme", NONE4, T_SV + 2, SV_C)),
-        ("i:5", lambda: add_interaction(entry, "ev-e", "i:5", "acme", ("voice", "x", "y", "z"), T_IX + 2, IX_C)),
+        ("s:1", None, lambda: add_survey(entry, "ev-a", "s:1", "acme", NONE4, T_SV, SV_C)),
+        ("s:2", None, lambda: add_survey(entry, "ev-b", "s:2", "acme", (None, "vip", None, None), T_SV + 1, SV2_C)),
+        ("i:3", own_effect("acme", IX_DIMS, T_IX, IX_C),
+         lambda: add_interaction(entry, "ev-c", "i:3", "acme", IX_DIMS, T_IX, IX_C)),
+        ("s:4", None, lambda: add_survey(entry, "ev-d", "s:4", "acme", NONE4, T_SV + 2, SV_C)),
+        ("i:5", own_effect("acme", voice, T_IX + 2, IX_C),
+         lambda: add_interaction(entry, "ev-e", "i:5", "acme", voice, T_IX + 2, IX_C)),
     ]
-    first = {trigger: step() for trigger, step in steps}
+    first = {trigger: (own, step()) for trigger, own, step in steps}
     stored = roundtrip(entry)
-    for trigger, effects in first.items():
-        assert effects_of(stored, trigger) == effects, trigger
+    for trigger, (own, effects) in first.items():
+        assert effects_of(stored, trigger, own) == effects, trigger
 
 
 def test_unknown_trigger_has_no_effects():
