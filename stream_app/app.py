@@ -21,10 +21,13 @@ from faust.types import TP
 from stream_app.faust_bridge import BatchApp, check_pinned_faust
 from stream_app.intake import Intake, Outcomes
 from stream_app.rollup import Rollup
+from stream_app.rules import Rule
 from stream_app.settings import Settings
 from stream_app.sinks import prometheus
 from stream_app.sinks.kafka import Outbox
+from stream_app.sinks.redis import ReadModel, Reader
 from stream_app.topics import INTAKE_TABLE, ROLLUP_TABLE
+from stream_app.web import register as register_api
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,11 @@ class Pipeline:
 
     async def on_recovered(self, *_: Any, **__: Any) -> None:
         self.recovered = True
+
+    @property
+    def ready(self) -> bool:
+        """Tables hold the current assignment's state: what /readyz and cx_table_recovered say."""
+        return self.recovered and not self.app.rebalancing
 
     def _refresh(self) -> None:
         if self.stale:
@@ -92,11 +100,14 @@ class Pipeline:
 
     async def _emit(self) -> None:
         out = Outbox(self.app.producer)
-        frontiers = {}
+        frontiers, changes = {}, {}
         snapshots: list[dict] = []
         alerts: list[dict] = []
         for partition in self.rollup.loaded():
-            self.rollup.due_snapshots(partition, out, snapshots)
+            rolling: list[dict] = []
+            self.rollup.due_snapshots(partition, out, rolling)
+            changes[partition] = self.rollup.alert(partition, rolling, out, alerts)
+            snapshots.extend(rolling)
             frontiers[partition] = self.rollup.finals(partition, out, snapshots)
         await out.flush()
         for listener in self.listeners:
@@ -104,10 +115,11 @@ class Pipeline:
         changelog = Outbox(self.app.producer)
         for partition, frontier in frontiers.items():
             self.rollup.advance(partition, frontier, changelog)
+            self.rollup.record_alerts(partition, changes[partition], changelog)
         await changelog.flush()
 
 
-def create_app(settings: Settings) -> BatchApp:
+def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
     check_pinned_faust()
     data_dir = settings.data_dir.resolve()
     app = BatchApp(
@@ -142,8 +154,12 @@ def create_app(settings: Settings) -> BatchApp:
     pipeline = Pipeline(
         app, settings,
         Intake(settings, intake_table, {settings.topic_interactions: "i", settings.topic_surveys: "s"}),
-        Rollup(settings, rollup_table),
+        Rollup(settings, rollup_table, rules),
     )
+    prometheus.declare_rules((rule.name, rule.severity) for rule in rules)
+    read_model = ReadModel(settings)
+    pipeline.listeners.append(read_model.publish)
+    app.task(read_model.run)
 
     @app.agent(sources, name="cx-batches")
     async def subscription(stream: faust.StreamT) -> None:
@@ -156,6 +172,12 @@ def create_app(settings: Settings) -> BatchApp:
     app.on_partitions_assigned.connect(pipeline.on_rebalance)
     app.on_rebalance_complete.connect(pipeline.on_recovered)
     app.timer(min(1.0, settings.emit_interval_seconds))(pipeline.tick)
+    pipeline.listeners.append(prometheus.observe)
+    health = prometheus.PipelineHealth(app, lambda: pipeline.ready, settings.topic_partials,
+                                       settings.partitions)
+    prometheus.register_health(health, settings.app_id)
+    app.on_partitions_assigned.connect(health.on_assigned)
+    app.on_rebalance_complete.connect(health.on_recovered)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -163,13 +185,15 @@ def create_app(settings: Settings) -> BatchApp:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = pipeline.recovered and not app.rebalancing
+        ready = pipeline.ready
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         body, content_type = prometheus.exposition()
         return web.bytes(body, content_type=content_type)
+
+    register_api(app, Reader(read_model.client))
 
     app.cx_pipeline = pipeline  # type: ignore[attr-defined]
     return app

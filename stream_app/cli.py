@@ -16,12 +16,16 @@ def _worker(argv: list[str]) -> int:
                                      description="Run one worker; configuration comes from CX_* variables.")
     parser.parse_args(argv)
     from stream_app.app import create_app, reset_local_tables
+    from stream_app.rules import load_rules
     from stream_app.settings import Settings
     from stream_app.topics import ensure_topics
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     try:
+        rules = () if settings.rules_file is None else load_rules(
+            settings.rules_file, windows=[spec.name for spec in settings.window_specs],
+            dimensions=settings.dimension_names)
         created = asyncio.run(ensure_topics(settings))
     except ConfigError as exc:
         print(f"cx worker: {exc}", file=sys.stderr)
@@ -33,7 +37,7 @@ def _worker(argv: list[str]) -> int:
     # default thresholds the collector rescans them many times per batch (measured: 2.1 s -> 1.3 s
     # for a 20,000-record batch with these settings). Startup objects are frozen out of its scans.
     gc.set_threshold(200_000, 50, 100)
-    app = create_app(settings)
+    app = create_app(settings, rules)
     gc.freeze()
     reset_local_tables(app)
     import faust

@@ -18,10 +18,12 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
+from rocksdict import WriteBatch, WriteOptions
 
 PINNED_FAUST_VERSION = "0.15.3"
 
@@ -169,12 +171,64 @@ def partition_db(table: Any, partition: int) -> Any:
     return table.data._db_for_partition(partition)
 
 
+_NO_WAL = WriteOptions()
+_NO_WAL.disable_wal = True
+
+
+def write_batch(db: Any, writes: dict[bytes, bytes | None]) -> None:
+    """Apply puts (and deletes, as ``None``) to a partition's store in one RocksDB write batch.
+
+    Faust opens its stores in raw mode; the write-ahead log is skipped because the worker
+    rebuilds local stores from the changelog at every start.
+    """
+    batch = WriteBatch(raw_mode=True)
+    for key, value in writes.items():
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    db.write(batch, _NO_WAL)
+
+
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:
     """Every key and value of one table partition, without Faust's bookkeeping key."""
     skip = table.data.offset_key
     for key, value in partition_db(table, partition).items():
         if key != skip:
             yield key, value
+
+
+def consumer_lag(app: BatchApp) -> dict[TP, int]:
+    """Records not yet processed, per assigned partition of the batch topics.
+
+    The highwater (the log end offset aiokafka caches from every fetch response) minus the read
+    offset (the next offset the batch path hands on; the committed one before anything was read).
+    Both are in memory, so this is cheap enough for every scrape. A partition not fetched yet has
+    no highwater and is left out; changelog partitions are Faust's business, not lag.
+    """
+    consumer = app._consumer  # not the property: a scrape must not create the consumer
+    if consumer is None:
+        return {}
+    try:
+        assignment = consumer.assignment()
+    except ConsumerNotStarted:
+        return {}
+    read, committed = consumer._read_offset, consumer._committed_offset
+    lag = {}
+    for tp in assignment:
+        if tp.topic not in app.batch_topics:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except AssertionError:  # aiokafka's "not assigned": the consumer thread rebalanced meanwhile
+            continue
+        if highwater is None:
+            continue
+        position = read.get(tp)
+        if position is None:
+            position = committed.get(tp) or 0
+        lag[tp] = max(0, highwater - position)
+    return lag
 
 
 def raw_producer(producer: Any) -> Any:

@@ -3,7 +3,8 @@
 A scope (tenant, dimension, key) lives on one partition of the partials topic. For each time
 bucket it keeps the latest state sent by each input partition — a newer state replaces an older
 one, so a partial sent twice changes nothing — and the sum of those states is the bucket's value.
-Hopping windows are sums of buckets, built only when a snapshot is.
+Hopping windows are sums of buckets, built only when a snapshot is. The alert rules run here too,
+on each rolling snapshot, with their state per rule and scope kept in the same table.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from typing import Any
 
 import orjson
 
-from stream_app import scoring, snapshot
+from stream_app import alerts, scoring, snapshot
 from stream_app.intake import BUCKET, META, WATERMARK_KEY, Outcomes
+from stream_app.rules import Rule
 from stream_app.settings import Settings
 from stream_app.sinks.kafka import Outbox
 from stream_app.state import PartitionState, iter_partition
 from stream_app.windows import WindowSpec
 
 Scope = tuple[str, str, str]
+ALERT = b"a"
 
 
 @dataclass(slots=True)
@@ -31,7 +34,11 @@ class RollupMemory:
     # input partition -> [closing watermark (its lagging topic), last seen (wall ms), highest event time]
     watermarks: dict[str, list[int]]
     frontier: dict[str, int]  # window name -> end of the last window emitted as final
+    # scope -> (width, start) -> {input partition: [version i, version s, stats]}, as in the table
+    parts: dict[Scope, dict[tuple[int, int], dict[str, list]]]
     sums: dict[Scope, dict[tuple[int, int], list[float]]]  # scope -> (width, start) -> merged stats
+    stale: dict[Scope, set[tuple[int, int]]] = field(default_factory=dict)  # sums to recompute
+    alerts: dict[str, dict] = field(default_factory=dict)  # alert state key -> state (absent: ok)
     dirty: set[Scope] = field(default_factory=set)
     last_emit: dict[Scope, float] = field(default_factory=dict)
     rolling_ends: tuple[int, ...] = ()
@@ -42,9 +49,10 @@ def _bucket_key(scope: Scope, width: int, start: int) -> bytes:
 
 
 class Rollup:
-    def __init__(self, settings: Settings, table: Any) -> None:
+    def __init__(self, settings: Settings, table: Any, rules: tuple[Rule, ...] = ()) -> None:
         self.settings = settings
         self.table = table
+        self.rules = rules
         self.specs: tuple[WindowSpec, ...] = settings.window_specs
         self.specs_by_width: dict[int, list[WindowSpec]] = {}
         for spec in self.specs:
@@ -62,15 +70,20 @@ class Rollup:
         if memory is not None:
             return memory
         meta: dict = {"wm": {}, "final": {}}
-        sums: dict[Scope, dict[tuple[int, int], list[float]]] = {}
+        parts: dict[Scope, dict[tuple[int, int], dict[str, list]]] = {}
+        alert_states: dict[str, dict] = {}
         for key, value in iter_partition(self.table, partition):
             if key == META:
                 meta = value
+            elif key[:1] == ALERT:
+                alert_states[key[1:].decode()] = value
             elif key[:1] == BUCKET:
                 tenant, dimension, scope_key, width, start = orjson.loads(key[1:])
-                sums.setdefault((tenant, dimension, scope_key), {})[(width, start)] = _merge(value)
+                parts.setdefault((tenant, dimension, scope_key), {})[(width, start)] = value
+        sums = {scope: {bucket: _merge(entry) for bucket, entry in buckets.items()}
+                for scope, buckets in parts.items()}
         # Whoever held this partition before may have died between applying and emitting.
-        memory = RollupMemory(meta["wm"], meta["final"], sums, dirty=set(sums))
+        memory = RollupMemory(meta["wm"], meta["final"], parts, sums, dirty=set(sums), alerts=alert_states)
         self.memory[partition] = memory
         return memory
 
@@ -84,7 +97,7 @@ class Rollup:
         """Apply partial states and watermarks from the intake stage."""
         memory = self.load(partition)
         state = PartitionState(self.table, partition, changelog)
-        entries: dict[bytes, dict] = {}
+        touched: dict[bytes, dict] = {}
         meta_changed = False
         for message in messages:
             value = orjson.loads(message.value)
@@ -104,25 +117,25 @@ class Rollup:
                 if self._closed_for_width(memory, width, start):
                     outcomes.add(self.settings.topic_partials, "after_final")
                     continue
-                key = _bucket_key(scope, width, start)
-                entry = entries.get(key)
-                if entry is None:
-                    entry = entries[key] = state.get(key) or {}
+                entry = memory.parts.setdefault(scope, {}).setdefault((width, start), {})
                 known = entry.get(source)
                 if known is not None and v_i <= known[0] and v_s <= known[1] \
                         and (v_i, v_s) != (known[0], known[1]):
                     continue  # an older state than the one we hold: replayed, ignore
                 entry[source] = [v_i, v_s, stats]
-                memory.sums.setdefault(scope, {})[(width, start)] = _merge(entry)
+                touched[_bucket_key(scope, width, start)] = entry
+                # Summed when a snapshot needs it: every input partition may update it in one batch.
+                memory.stale.setdefault(scope, set()).add((width, start))
                 memory.dirty.add(scope)
-        for key, entry in entries.items():
+        for key, entry in touched.items():
             state.put(key, entry)
         if meta_changed:
             self._put_meta(state, memory)
+        state.commit()
         ends = tuple(s.rolling(self._latest(memory))[1] for s in self.specs) if memory.watermarks else ()
         if ends != memory.rolling_ends:
             memory.rolling_ends = ends
-            memory.dirty.update(memory.sums)
+            memory.dirty.update(memory.parts)
 
     def _put_meta(self, state: PartitionState, memory: RollupMemory) -> None:
         state.put(META, {"wm": memory.watermarks, "final": memory.frontier})
@@ -138,6 +151,17 @@ class Rollup:
         idle_ms = self.settings.idle_timeout_seconds * 1000
         active = [wm for wm, seen, _ in memory.watermarks.values() if now_ms - seen < idle_ms]
         return min(active) if active else max(wm for wm, _, _ in memory.watermarks.values())
+
+    @staticmethod
+    def _sums(memory: RollupMemory, scope: Scope) -> dict[tuple[int, int], list[float]]:
+        """The scope's merged buckets, re-summed where partials arrived since the last call."""
+        sums = memory.sums.setdefault(scope, {})
+        stale = memory.stale.pop(scope, None)
+        if stale:
+            parts = memory.parts[scope]
+            for bucket in stale:
+                sums[bucket] = _merge(parts[bucket])
+        return sums
 
     def _window_stats(self, buckets: dict[tuple[int, int], list[float]], spec: WindowSpec,
                       start: int, end: int) -> list[float] | None:
@@ -170,7 +194,7 @@ class Rollup:
                 continue
             memory.dirty.discard(scope)
             memory.last_emit[scope] = now
-            buckets = memory.sums.get(scope, {})
+            buckets = self._sums(memory, scope)
             for spec in self.specs:
                 start, end = spec.rolling(latest)
                 stats = self._window_stats(buckets, spec, start, end) or scoring.empty()
@@ -180,6 +204,48 @@ class Rollup:
                         snapshot.rolling_key(*scope, spec.name).encode(), orjson.dumps(document))
                 sent += 1
         return sent
+
+    def alert(self, partition: int, snapshots: list[dict], out: Outbox,
+              emitted: list[dict]) -> dict[str, dict | None]:
+        """Step every rule that watches one of the partition's new rolling snapshots.
+
+        Alert events go to ``out`` (and ``emitted``); the changed states are returned for
+        ``record_alerts``, which the caller runs only once ``out`` is on the broker: a crash in
+        between re-sends the same event with the same alert_id rather than losing it.
+        """
+        memory = self.memory.get(partition)
+        if memory is None or not self.rules or not memory.watermarks:
+            return {}
+        as_of = self._latest(memory)
+        now_ms = int(time.time() * 1000)
+        changes: dict[str, dict | None] = {}
+        for document in snapshots:
+            for rule in self.rules:
+                if not alerts.matches(rule, document):
+                    continue
+                key = alerts.state_key(rule, document)
+                before = changes[key] if key in changes else memory.alerts.get(key)
+                after, events = alerts.step(rule, before, document, as_of, now_ms)
+                if after != before:
+                    changes[key] = after
+                for event in events:
+                    emitted.append(event)
+                    out.add(self.settings.topic_alerts, alerts.alert_key(event).encode(), orjson.dumps(event))
+        return changes
+
+    def record_alerts(self, partition: int, changes: dict[str, dict | None], changelog: Outbox) -> None:
+        memory = self.memory.get(partition)
+        if memory is None or not changes:
+            return
+        state = PartitionState(self.table, partition, changelog)
+        for key, value in changes.items():
+            if value is None:
+                memory.alerts.pop(key, None)
+                state.delete(ALERT + key.encode())
+            else:
+                memory.alerts[key] = value
+                state.put(ALERT + key.encode(), value)
+        state.commit()
 
     def finals(self, partition: int, out: Outbox, emitted: list[dict]) -> dict[str, int]:
         """Final snapshots of windows the closing watermark has passed; returns the new frontier.
@@ -198,7 +264,8 @@ class Rollup:
             done = memory.frontier.get(spec.name)
             if done is not None and limit <= done:
                 continue
-            for scope, buckets in memory.sums.items():
+            for scope in list(memory.parts):
+                buckets = self._sums(memory, scope)
                 starts = [b for (w, b) in buckets if w == spec.bucket_ms]
                 if not starts:
                     continue
@@ -224,16 +291,23 @@ class Rollup:
         memory.frontier.update(frontier)
         state = PartitionState(self.table, partition, changelog)
         self._put_meta(state, memory)
-        for scope in list(memory.sums):
-            buckets = memory.sums[scope]
+        for scope in list(memory.parts):
+            buckets = memory.parts[scope]
+            sums = memory.sums.get(scope, {})
+            stale = memory.stale.get(scope, set())
             for width, start in list(buckets):
                 if self._closed_for_width(memory, width, start):
                     del buckets[(width, start)]
+                    sums.pop((width, start), None)
+                    stale.discard((width, start))
                     state.delete(_bucket_key(scope, width, start))
             if not buckets:
-                del memory.sums[scope]
+                del memory.parts[scope]
+                memory.sums.pop(scope, None)
+                memory.stale.pop(scope, None)
                 memory.dirty.discard(scope)
                 memory.last_emit.pop(scope, None)
+        state.commit()
 
 
 def _merge(entry: dict) -> list[float]:

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_ttl_seconds: float = Field(default=172800.0, gt=0)
     rules_file: Path | None = None
     web_port: int = 6066
     web_host: str = "127.0.0.1"
@@ -55,7 +56,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @field_validator("allowed_lateness_seconds", "emit_interval_seconds", "idle_timeout_seconds",
-                     "join_retention_seconds", mode="before")
+                     "join_retention_seconds", "redis_key_ttl_seconds", mode="before")
     @classmethod
     def _durations(cls, value: object) -> object:
         """Accept ``90``, ``"90"``, ``"90s"``, ``"15m"``, ``"1h"``: a bare number is seconds."""

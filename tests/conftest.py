@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.harness import ROOT, Deployment, Worker
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +16,22 @@ def broker() -> str:
     done = subprocess.run([str(ROOT / "deploy/local/kafka.sh"), "start"], capture_output=True, text=True)
     assert done.returncode == 0, f"could not start Kafka:\n{done.stdout}\n{done.stderr}"
     return "127.0.0.1:9092"
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> str:
+    """Start (or reuse) the project's local Redis; a missing redis-server is a failure, never a skip."""
+    done = subprocess.run([str(ROOT / "deploy/local/redis.sh"), "start"], capture_output=True, text=True)
+    assert done.returncode == 0, f"could not start Redis:\n{done.stdout}\n{done.stderr}"
+    return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_server(redis_service: str, tmp_path) -> RedisServer:
+    """A Redis of the test's own (free port, no persistence), stopped at teardown."""
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

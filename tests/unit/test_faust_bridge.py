@@ -255,3 +255,46 @@ def test_partition_items_skips_faust_offset_key():
     db = {b"a": b"1", b"__faust\x00offset__": b"42", b"b": b"2"}
     store = _FakeStore({0: db})
     assert list(faust_bridge.partition_items(_FakeTable(store), 0)) == [(b"a", b"1"), (b"b", b"2")]
+
+
+# --- consumer lag ------------------------------------------------------------------------------
+
+
+def test_faust_app_keeps_its_consumer_in_underscore_consumer():
+    # consumer_lag() reads app._consumer so that a scrape never creates the consumer.
+    assert "self._consumer" in inspect.getsource(faust.App.consumer.fget)
+
+
+def test_faust_consumer_highwater_and_assignment_are_plain_methods():
+    for name, parameters in (("highwater", ["self", "tp"]), ("assignment", ["self"])):
+        method = getattr(FaustConsumer, name)
+        assert callable(method) and not inspect.iscoroutinefunction(method), name
+        assert list(inspect.signature(method).parameters) == parameters, name
+
+
+class _FakeConsumer:
+    def __init__(self, highwaters, read, committed):
+        self.highwaters = highwaters
+        self._read_offset = read
+        self._committed_offset = committed
+
+    def assignment(self):
+        return set(self.highwaters)
+
+    def highwater(self, tp):
+        return self.highwaters[tp]
+
+
+def test_consumer_lag_is_highwater_minus_read_offset_on_batch_topics(event_loop_if_needed):
+    from faust.types import TP
+
+    app = BatchApp("t-bridge-lag", broker="kafka://127.0.0.1:9092")
+    assert faust_bridge.consumer_lag(app) == {}  # no consumer yet: nothing, and none created
+    assert app._consumer is None
+    read, committed, fetched, fresh, unfetched, changelog = (
+        TP("in", 0), TP("in", 1), TP("in", 2), TP("in", 3), TP("in", 4), TP("t-changelog", 0))
+    app.route_batches(frozenset({"in"}), lambda batch: None)
+    app._consumer = _FakeConsumer(
+        {read: 100, committed: 50, fetched: 7, fresh: 9, unfetched: None, changelog: 80},
+        {read: 60, changelog: 10}, {committed: 45})
+    assert faust_bridge.consumer_lag(app) == {read: 40, committed: 5, fetched: 7, fresh: 9}
