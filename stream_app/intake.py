@@ -31,6 +31,8 @@ from stream_app.windows import bucket_widths
 META = b"m"
 JOIN = b"j"
 BUCKET = b"b"
+KEYS = b"k"
+OTHER = "other"
 WATERMARK_KEY = b"~wm"
 ATTR_INDEX = {attr: i for i, attr in enumerate(join.ATTRS)}
 
@@ -77,6 +79,7 @@ class PartitionMemory:
     bucket_expiry: list[tuple[int, bytes]]
     bucket_keys: set[bytes]  # likewise for buckets
     replay_upto: list[int]  # per kind: offsets at or below may already be in some bucket
+    keys: dict[tuple[str, int], set[str]]  # (tenant, attribute index) -> keys admitted on this partition
 
 
 class Intake:
@@ -89,6 +92,7 @@ class Intake:
         self.dimensions = settings.dimension_names
         self.memory: dict[int, PartitionMemory] = {}
         self.join_retention_ms = settings.join_retention_ms
+        self.max_keys = settings.max_keys_per_dimension
 
     def forget(self) -> None:
         """Drop in-memory state (after a rebalance); the table is the truth."""
@@ -98,6 +102,7 @@ class Intake:
         meta = None
         join_expiry: list[tuple[int, bytes]] = []
         join_keys: set[bytes] = set()
+        keys: dict[tuple[str, int], set[str]] = {}
         bucket_keys: set[bytes] = set()
         bucket_expiry: list[tuple[int, bytes]] = []
         replay_upto = [-1, -1]
@@ -115,11 +120,14 @@ class Intake:
                 replay_upto[1] = max(replay_upto[1], value["v"][1])
             elif key == META:
                 meta = value
+            elif prefix == KEYS:
+                tenant, attr = orjson.loads(key[1:])
+                keys[(tenant, attr)] = set(value)
         heapq.heapify(join_expiry)
         heapq.heapify(bucket_expiry)
         memory = PartitionMemory(
             dict(meta["wm"]) if meta else {}, meta["sealed"] if meta else None,
-            join_expiry, join_keys, bucket_expiry, bucket_keys, replay_upto,
+            join_expiry, join_keys, bucket_expiry, bucket_keys, replay_upto, keys,
         )
         self.memory[partition] = memory
         return memory
@@ -144,6 +152,7 @@ class Intake:
         widths = self.widths
         sl_seconds = settings.service_level_seconds
 
+        grown: set[tuple[str, int]] = set()  # (tenant, attribute) whose admitted keys grew
         scopes_of: dict[tuple, list[tuple[str, str, str]]] = {}  # (tenant, dims, only) -> scopes
         starts_of: dict[int, tuple[int, ...]] = {}  # event time on the finest grid -> bucket starts
         grid = self.grid_ms
@@ -174,7 +183,7 @@ class Intake:
             if seen is not None and seen != trigger:
                 outcomes.add(topic, "duplicate")
                 continue
-            dims = (event.channel, event.queue, event.agent_id, event.touchpoint)
+            raw_dims = (event.channel, event.queue, event.agent_id, event.touchpoint)
             if seen is None:
                 # Each topic-partition has its own watermark: a backlog of one topic read ahead
                 # of the other must not make the other's records late.
@@ -189,6 +198,7 @@ class Intake:
                 if own is None or event_ms > own:
                     watermarks[kind] = event_ms
                 changed.add(key)
+                dims = self._bounded(memory, event.tenant, raw_dims, grown)
                 if kind == "i":
                     effects = join.add_interaction(entry, event.event_id, trigger, event.tenant, dims,
                                                    event_ms, interaction_contribution(event, sl_seconds))
@@ -196,6 +206,7 @@ class Intake:
                     effects = join.add_survey(entry, event.event_id, trigger, event.tenant, dims,
                                               event_ms, survey_contribution(event))
             elif kind == "i":
+                dims = self._bounded(memory, event.tenant, raw_dims, grown)
                 own_count = join.own_effect(event.tenant, dims, event_ms,
                                             interaction_contribution(event, sl_seconds))
                 effects = join.effects_of(entry, trigger, own_count)
@@ -236,6 +247,8 @@ class Intake:
             sealed = lagging - lateness if sealed is None else max(sealed, lagging - lateness)
             memory.sealed_ms = sealed
             state.put(META, {"wm": watermarks, "sealed": sealed})
+        for tenant_attr in grown:  # before the join entries whose attributes they decided
+            state.put(KEYS + orjson.dumps(tenant_attr), sorted(memory.keys[tenant_attr]))
         for key in changed:
             entry = entries[key]
             state.put(key, entry)
@@ -250,6 +263,30 @@ class Intake:
                                "at": int(time.time() * 1000)})
             for q in range(settings.partitions):
                 out.add(settings.topic_partials, WATERMARK_KEY, wm, q)
+
+    def _bounded(self, memory: PartitionMemory, tenant: str, dims: join.Dims,
+                 grown: set[tuple[str, int]]) -> join.Dims:
+        """Fold a channel, queue, agent or touchpoint beyond the first ``max_keys_per_dimension``
+        distinct ones of this partition and tenant into ``other``: a bound on scopes and series.
+
+        Admitted keys are kept for good, so a replayed record is folded exactly as the first time.
+        """
+        limit = self.max_keys
+        out = list(dims)
+        for attr, value in enumerate(dims):
+            if value is None:
+                continue
+            admitted = memory.keys.get((tenant, attr))
+            if admitted is None:
+                admitted = memory.keys[(tenant, attr)] = set()
+            if value in admitted:
+                continue
+            if len(admitted) < limit:
+                admitted.add(value)
+                grown.add((tenant, attr))
+            else:
+                out[attr] = OTHER
+        return (out[0], out[1], out[2], out[3])
 
     def _scopes(self, tenant: str, dims: tuple[str, str, str, str],
                 only: frozenset[str] | None) -> list[tuple[str, str, str]]:

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     service_level_seconds: float = Field(default=20.0, ge=0)
     join_retention_seconds: float = Field(default=7200.0, ge=0)
     max_record_bytes: int = Field(default=65536, gt=0)
+    max_keys_per_dimension: int = Field(default=10000, gt=0)
 
     batch_max_records: int = Field(default=20000, gt=0)
     commit_interval_seconds: float = Field(default=1.0, gt=0)

@@ -178,3 +178,19 @@ async def test_topic_with_wrong_partition_count_stops_worker_with_clear_error(de
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "3 partitions, expected 8" in done.stderr and deployment.topics["interactions"] in done.stderr
+
+
+async def test_keys_beyond_the_bound_fold_into_other_and_every_event_still_counts(deployment, start_worker):
+    deployment.partitions = 1  # the bound is per input partition: one partition makes the order known
+    start_worker(CX_MAX_KEYS_PER_DIMENSION="3")
+    channels = ["voice", "chat", "email", "fax", "pigeon", "fax"]
+    await send(deployment, *[("interactions", interaction(f"k{i}", f"ik{i}", channel=c, queue=None,
+                                                          agent_id=None, touchpoint=None))
+                             for i, c in enumerate(channels)])
+    everything = await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 6, "all six")
+    other = await snapshot(deployment, "default/channel/other/1d", lambda d: d["interactions"]["n"] == 3, "folded")
+    assert everything["interactions"]["n"] == 6 and other["key"] == "other"
+    latest = await latest_snapshots(deployment.topics["scores"])
+    for kept in ("voice", "chat", "email"):
+        assert latest[f"default/channel/{kept}/1d"]["interactions"]["n"] == 1
+    assert "default/channel/fax/1d" not in latest and "default/channel/pigeon/1d" not in latest
