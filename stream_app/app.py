@@ -111,7 +111,10 @@ class Pipeline:
             frontiers[partition] = self.rollup.finals(partition, out, snapshots)
         await out.flush()
         for listener in self.listeners:
-            listener(snapshots, alerts)
+            try:
+                listener(snapshots, alerts)
+            except Exception:  # noqa: BLE001 - a serving copy must never stop the pipeline
+                log.exception("snapshot listener %r failed; Kafka has the data", listener)
         changelog = Outbox(self.app.producer)
         for partition, frontier in frontiers.items():
             self.rollup.advance(partition, frontier, changelog)

@@ -58,6 +58,8 @@ class Deployment:
         env.update({
             "CX_APP_ID": f"cx-test-{self.tag}",
             "CX_KAFKA_BOOTSTRAP": BOOTSTRAP,
+            # Not db 0, which `make demo` reads: test runs must not show up on a developer's wallboard.
+            "CX_REDIS_URL": "redis://127.0.0.1:6379/15",
             "CX_PARTITIONS": str(self.partitions),
             "CX_DATA_DIR": str(self.tmp / f"data-{worker}"),
             "CX_IDLE_TIMEOUT": "3s",
