@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install up down demo test test-unit test-integration bench clean
+.PHONY: help install up down demo test test-unit test-integration test-faults bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -27,8 +27,11 @@ test: up ## Install, start the infrastructure, run the whole suite (unit, integr
 test-unit: install ## Unit tests only (no broker)
 	$(PY) -m pytest tests/unit -q
 
-test-integration: up ## Integration and fault tests against the real broker
+test-integration: up ## Integration tests against the real broker
 	$(PY) -m pytest tests/integration
+
+test-faults: up ## The fault suite alone: kill -9, two workers, broker and Redis restarts, bad input, lateness
+	$(PY) -m pytest -m faults tests -p no:cacheprovider
 
 bench: up ## Load 300,000 events with the worker paused, then worker vs a plain aiokafka loop
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)

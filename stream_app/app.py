@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -208,13 +207,14 @@ def reset_local_tables(app: faust.App) -> None:
 
 
 def _credentials(settings: Settings) -> Any:
-    if settings.kafka_sasl_mechanism:
-        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+    """Faust's form of the same security options every other client gets."""
+    options = settings.kafka_client_options()
+    protocol = options["security_protocol"]
+    if protocol.startswith("SASL_"):
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "", password=password,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=ssl.create_default_context() if "SSL" in settings.kafka_security_protocol else None,
+            username=options["sasl_plain_username"] or "", password=options.get("sasl_plain_password", ""),
+            mechanism=options["sasl_mechanism"], ssl_context=options.get("ssl_context"),
         )
-    if settings.kafka_security_protocol == "SSL":
-        return faust.SSLCredentials(ssl.create_default_context())
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
     return None

@@ -22,6 +22,9 @@ def _worker(argv: list[str]) -> int:
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
+    # aiokafka's producer logs every record it sends at DEBUG, value included: a dead letter is the
+    # original bytes, personal data and all. Never below INFO, whatever CX_LOG_LEVEL says.
+    logging.getLogger("aiokafka.producer.producer").setLevel(max(logging.INFO, logging.getLogger().level))
     try:
         rules = () if settings.rules_file is None else load_rules(
             settings.rules_file, windows=[spec.name for spec in settings.window_specs],

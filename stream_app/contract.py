@@ -12,9 +12,11 @@ Reason codes (the dead-letter ``reason`` header):
 ``invalid_json``        no value, not UTF-8, or not JSON
 ``not_an_object``       JSON, but not an object
 ``schema_violation``    a field missing, mistyped, empty or too long; the detail names the field path
-``value_out_of_scale``  an answer outside its scale, ``scale_min >= scale_max``, or a non-finite number
+``value_out_of_scale``  an answer outside its scale, ``scale_min >= scale_max``, a non-finite number, or a
+                        wait or handle time above ``MAX_SECONDS``
 ``nps_scale``           an nps answer whose scale is not 0-10
-``bad_timestamp``       a time that is not RFC 3339 or has no zone
+``bad_timestamp``       a time that is not RFC 3339 or has no zone, or an event time outside
+                        [``EVENT_TIME_MIN_MS``, ``EVENT_TIME_MAX_MS``)
 
 ``customer_id`` and ``comment`` are never copied into the values, nor into any error detail.
 """
@@ -37,6 +39,9 @@ from stream_app.events import Answer, Interaction, Survey
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_SCALES",
+    "EVENT_TIME_MAX_MS",
+    "EVENT_TIME_MIN_MS",
+    "MAX_SECONDS",
     "REASONS",
     "SCHEMA_DIR",
     "decode_interaction",
@@ -47,6 +52,13 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BYTES = 65536
+#: Times are summed in whole milliseconds in doubles, exact up to 2**53 ms (about 285,000 years); a
+#: larger wait or handle time could not be summed exactly, and one above about 1.8e305 s overflows.
+MAX_SECONDS = 2**53 / 1000
+#: Window edges are written in RFC 3339, whose years have four digits: an event time must leave its
+#: windows room to end before the year 10000. From the epoch the windows are aligned to, to 9000-01-01.
+EVENT_TIME_MIN_MS = 0
+EVENT_TIME_MAX_MS = 221_845_392_000_000
 DEFAULT_TENANT = "default"
 #: Default (scale_min, scale_max) per metric; nps accepts no other scale.
 DEFAULT_SCALES: dict[str, tuple[int, int]] = {"ces": (1, 7), "csat": (1, 5), "nps": (0, 10)}
@@ -169,6 +181,13 @@ def parse_timestamp_ms(text: str, field: str = "time") -> int:
     return ms
 
 
+def _event_time_ms(text: str, field: str) -> int:
+    ms = parse_timestamp_ms(text, field)
+    if not EVENT_TIME_MIN_MS <= ms < EVENT_TIME_MAX_MS:
+        raise InvalidEvent("bad_timestamp", f"{field}: outside 1970-01-01 to 9000-01-01: {_quote(text)}")
+    return ms
+
+
 def _quote(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -243,6 +262,8 @@ def _seconds(value: float | int | None, field: str) -> float | None:
         raise InvalidEvent("value_out_of_scale", f"{field} is not a finite number") from None
     if seconds != seconds or seconds == _INF:
         raise InvalidEvent("value_out_of_scale", f"{field} is not a finite number")
+    if seconds > MAX_SECONDS:
+        raise InvalidEvent("value_out_of_scale", f"{field} is more than {MAX_SECONDS:.0f} seconds")
     return seconds
 
 
@@ -269,7 +290,7 @@ def decode_interaction(value: bytes | None, *, max_bytes: int = DEFAULT_MAX_BYTE
             _dimension(get("queue"), "queue"),
             _dimension(get("agent_id"), "agent_id"),
             _dimension(get("touchpoint"), "touchpoint"),
-            parse_timestamp_ms(data["closed_at"], "closed_at"),
+            _event_time_ms(data["closed_at"], "closed_at"),
             _seconds(get("wait_seconds"), "wait_seconds"),
             _seconds(get("handle_seconds"), "handle_seconds"),
             0 if transfers is None else int(transfers),
@@ -337,7 +358,7 @@ def decode_survey(value: bytes | None, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
             _dimension(get("queue"), "queue"),
             _dimension(get("agent_id"), "agent_id"),
             _dimension(get("touchpoint"), "touchpoint"),
-            parse_timestamp_ms(data["answered_at"], "answered_at"),
+            _event_time_ms(data["answered_at"], "answered_at"),
             _answers(data["answers"]),
         )
     except InvalidEvent:

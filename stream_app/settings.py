@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -104,10 +105,15 @@ class Settings(BaseSettings):
         return round(self.join_retention_seconds * 1000)
 
     def kafka_client_options(self) -> dict:
-        """Security settings in aiokafka's keyword form, shared by every client we build."""
-        options: dict = {"security_protocol": self.kafka_security_protocol}
-        if self.kafka_sasl_mechanism:
-            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+        """Security settings in aiokafka's keyword form, shared by every client we build (Faust's
+        too, see ``app._credentials``). The protocol decides: TLS (the system's trusted CAs) for
+        ``SSL`` and ``SASL_SSL``, SASL credentials (mechanism ``PLAIN`` unless set) only for ``SASL_*``."""
+        protocol = self.kafka_security_protocol
+        options: dict = {"security_protocol": protocol}
+        if protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = ssl.create_default_context()
+        if protocol.startswith("SASL_"):
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
             options["sasl_plain_username"] = self.kafka_sasl_username
             if self.kafka_sasl_password is not None:
                 options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()

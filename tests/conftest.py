@@ -40,11 +40,11 @@ def deployment(broker: str, tmp_path) -> Deployment:
 
 
 @pytest.fixture
-def start_worker(deployment: Deployment):
-    """Start workers of the test's deployment; every one is stopped (or killed) at teardown."""
+def workers():
+    """Start workers of any deployment; every one is stopped (or killed) at teardown."""
     started: list[Worker] = []
 
-    def start(name: str = "w1", wait: bool = True, **extra: str) -> Worker:
+    def start(deployment: Deployment, name: str = "w1", wait: bool = True, **extra: str) -> Worker:
         if extra:
             deployment.extra.update(extra)
         worker = Worker(deployment, name)
@@ -54,3 +54,13 @@ def start_worker(deployment: Deployment):
     yield start
     for worker in started:
         worker.stop(timeout=10)
+
+
+@pytest.fixture
+def start_worker(deployment: Deployment, workers):
+    """Start workers of the test's deployment."""
+
+    def start(name: str = "w1", wait: bool = True, **extra: str) -> Worker:
+        return workers(deployment, name, wait, **extra)
+
+    return start

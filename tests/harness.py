@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP = os.environ.get("CX_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -132,8 +133,12 @@ class Worker:
             self.proc.wait(10)
 
 
-async def produce(records: Iterable[tuple[str, bytes | None, bytes]], *, partition_of: Callable | None = None) -> int:
-    """Send (topic, key, value) records with the Java-compatible murmur2 partitioner; wait for acks."""
+async def produce(records: Iterable[tuple[str, bytes | None, bytes | None]], *,
+                  partition_of: Callable | None = None) -> list[RecordMetadata]:
+    """Send (topic, key, value) records with the Java-compatible murmur2 partitioner; wait for acks.
+
+    Returns each record's metadata (topic, partition, offset), in the order of ``records``.
+    """
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5, acks="all")
     await producer.start()
     try:
@@ -141,8 +146,7 @@ async def produce(records: Iterable[tuple[str, bytes | None, bytes]], *, partiti
         for topic, key, value in records:
             partition = partition_of(topic, key) if partition_of else None
             futures.append(await producer.send(topic, value, key=key, partition=partition))
-        await asyncio.gather(*futures)
-        return len(futures)
+        return list(await asyncio.gather(*futures))
     finally:
         await producer.stop()
 

@@ -39,7 +39,7 @@ def expected_counts(interactions: list[dict], surveys: list[dict], dimension: st
         if attr is None:
             return "all"
         value = event.get(attr) or (base or {}).get(attr)
-        return value.lower() if attr == "channel" and value else (value or "unknown")
+        return value.strip().lower() if value else "unknown"  # the schemas: trimmed and lower-cased
 
     for ix in interactions:
         t = to_ms(ix["closed_at"])

@@ -272,8 +272,14 @@ def test_scale_min_not_below_scale_max_is_value_out_of_scale(lo, hi):
     assert reason_of(decode_survey, enc(survey(answers=[answer]))).reason == "value_out_of_scale"
 
 
-def test_huge_wait_is_accepted_but_must_be_finite():
-    assert decode_interaction(enc(interaction(wait_seconds=1e308))).wait_seconds == 1e308
+def test_huge_wait_is_accepted_up_to_what_millisecond_sums_hold_exactly():
+    limit = contract.MAX_SECONDS
+    assert decode_interaction(enc(interaction(wait_seconds=limit))).wait_seconds == limit
+    # 1e306 s is 1e309 ms: summed as it was, it overflowed and stopped the worker on every restart
+    for field in ("wait_seconds", "handle_seconds"):
+        for value in (limit * 1.0001, 1e306, 1e308):
+            error = reason_of(decode_interaction, enc(interaction(**{field: value})))
+            assert error.reason == "value_out_of_scale" and field in error.detail
     # JSON cannot carry inf or NaN; a float that is not finite is still refused on the typed path
     assert contract._seconds(1.5, "w") == 1.5
     for bad in (math.inf, math.nan):
@@ -317,6 +323,20 @@ def test_nps_on_explicit_zero_to_ten_is_accepted():
 def test_bad_timestamp(stamp):
     assert reason_of(decode_interaction, enc(interaction(closed_at=stamp))).reason == "bad_timestamp"
     assert reason_of(decode_survey, enc(survey(answered_at=stamp))).reason == "bad_timestamp"
+
+
+@pytest.mark.parametrize("stamp", ["9000-01-01T00:00:00Z", "9999-12-31T23:30:00Z", "8999-12-31T23:00:00-01:00",
+                                   "1969-12-31T23:59:59.999Z", "0001-01-01T00:05:00Z"])
+def test_event_time_whose_windows_cannot_be_written_in_rfc3339_is_bad_timestamp(stamp):
+    """A window ending in the year 10000 (or starting before year 1) stopped the worker on every restart."""
+    assert reason_of(decode_interaction, enc(interaction(closed_at=stamp))).reason == "bad_timestamp"
+    assert reason_of(decode_survey, enc(survey(answered_at=stamp))).reason == "bad_timestamp"
+
+
+@pytest.mark.parametrize("stamp", ["1970-01-01T00:00:00Z", "8999-12-31T23:59:59.999Z"])
+def test_event_times_at_the_edges_of_the_range_are_accepted(stamp):
+    assert decode_interaction(enc(interaction(closed_at=stamp))).closed_at_ms == parse_timestamp_ms(stamp)
+    assert decode_survey(enc(survey(answered_at=stamp))).answered_at_ms == parse_timestamp_ms(stamp)
 
 
 def test_bad_started_at_is_bad_timestamp_too():

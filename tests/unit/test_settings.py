@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 
 import pydantic
 import pytest
@@ -215,7 +216,9 @@ def test_sasl_settings_reach_kafka_client_options(monkeypatch):
     monkeypatch.setenv("CX_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("CX_KAFKA_SASL_USERNAME", "cx-worker")
     monkeypatch.setenv("CX_KAFKA_SASL_PASSWORD", "hunter2-secret")
-    assert Settings().kafka_client_options() == {
+    options = Settings().kafka_client_options()
+    assert isinstance(options.pop("ssl_context"), ssl.SSLContext)
+    assert options == {
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "cx-worker",
@@ -238,7 +241,9 @@ def test_sasl_password_is_secret_and_not_in_repr(monkeypatch):
 def test_ssl_without_sasl_mechanism_sends_no_sasl_options(monkeypatch):
     monkeypatch.setenv("CX_KAFKA_SECURITY_PROTOCOL", "SSL")
     monkeypatch.setenv("CX_KAFKA_SASL_USERNAME", "ignored")
-    assert Settings().kafka_client_options() == {"security_protocol": "SSL"}
+    options = Settings().kafka_client_options()
+    assert isinstance(options.pop("ssl_context"), ssl.SSLContext)
+    assert options == {"security_protocol": "SSL"}
 
 
 def test_sasl_without_password_omits_password(monkeypatch):
