@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 
 from stream_app import join, scoring
+from stream_app.scoring import interaction_stats
 from stream_app.contract import decode_interaction, decode_survey
 from stream_app.errors import InvalidEvent
-from stream_app.events import Interaction, Survey
+from stream_app.events import Survey
 from stream_app.settings import Settings
 from stream_app.sinks.kafka import Outbox
 from stream_app.state import PartitionState, iter_partition
@@ -39,12 +40,6 @@ ATTR_INDEX = {attr: i for i, attr in enumerate(join.ATTRS)}
 
 def _sparse(vector: list[float]) -> list[list[float]]:
     return [[i, v] for i, v in enumerate(vector) if v]
-
-
-def interaction_contribution(ix: Interaction, service_level_seconds: float) -> list[list[float]]:
-    vector = scoring.empty()
-    scoring.add_interaction(vector, ix, service_level_seconds)
-    return _sparse(vector)
 
 
 def survey_contribution(survey: Survey) -> list[list[float]]:
@@ -201,14 +196,14 @@ class Intake:
                 dims = self._bounded(memory, event.tenant, raw_dims, grown)
                 if kind == "i":
                     effects = join.add_interaction(entry, event.event_id, trigger, event.tenant, dims,
-                                                   event_ms, interaction_contribution(event, sl_seconds))
+                                                   event_ms, interaction_stats(event, sl_seconds))
                 else:
                     effects = join.add_survey(entry, event.event_id, trigger, event.tenant, dims,
                                               event_ms, survey_contribution(event))
             elif kind == "i":
                 dims = self._bounded(memory, event.tenant, raw_dims, grown)
                 own_count = join.own_effect(event.tenant, dims, event_ms,
-                                            interaction_contribution(event, sl_seconds))
+                                            interaction_stats(event, sl_seconds))
                 effects = join.effects_of(entry, trigger, own_count)
             else:
                 effects = join.effects_of(entry, trigger)

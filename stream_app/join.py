@@ -17,13 +17,14 @@ interaction never arrives within the join retention, the survey stays under ``un
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 ATTRS = ("channel", "queue", "agent", "touchpoint")
 UNKNOWN = "unknown"
 
 Dims = tuple[str | None, str | None, str | None, str | None]
-Sparse = list[list[float]]  # [[index, value], ...] of a stats vector
+Sparse = Sequence[Sequence[float]]  # [(index, value), ...] of a stats vector (lists once read back from JSON)
 
 
 class Effect(NamedTuple):
