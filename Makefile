@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install up down demo test test-unit test-integration test-faults bench clean
+.PHONY: help install up down demo test test-unit test-integration test-faults bench bench-compare clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ test-faults: up ## The fault suite alone: kill -9, two workers, broker and Redis
 
 bench: up ## Load 300,000 events with the worker paused, then worker vs a plain aiokafka loop
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+
+bench-compare: up ## 1,000,000 events: floor, worker, a Quix Streams peer, latency, one vs two workers
+	$(PY) -m benchmarks.compare $(BENCH_ARGS)
 
 clean: down ## Remove local state (broker data, worker tables); keeps the jar cache
 	rm -rf .run

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -203,39 +204,63 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 async def sample_rss(pid: int, done: asyncio.Event, state: dict) -> None:
+    """Every 0.5 s: the largest VmRSS so far (``rss_max_kib``) and each (monotonic time, KiB) sample."""
+    samples = state.setdefault("rss_samples", [])
     while not done.is_set():
-        state["rss_max_kib"] = max(state.get("rss_max_kib", 0), memory_kib(pid).get("VmRSS", 0))
+        rss = memory_kib(pid).get("VmRSS", 0)
+        samples.append((time.monotonic(), rss))
+        state["rss_max_kib"] = max(state.get("rss_max_kib", 0), rss)
         try:
             await asyncio.wait_for(done.wait(), 0.5)
         except asyncio.TimeoutError:
             pass
 
 
-async def run_worker(deployment: Deployment, expected: dict, timeout_s: float) -> dict:
-    """Start one worker on the preloaded topics; time from ready to the complete 1d snapshot."""
+def peak_kib(pid: int, sampled: dict) -> int:
+    """The larger of the kernel's peak (VmHWM, read now) and the sampled VmRSS of a process."""
+    memory = memory_kib(pid)
+    return max(memory.get("VmHWM", 0), sampled.get("rss_max_kib", 0), memory.get("VmRSS", 0))
+
+
+async def run_worker(deployment: Deployment, expected: dict, timeout_s: float, *, workers: int = 1,
+                     settle: Callable[[], Awaitable[None]] | None = None) -> dict:
+    """Start ``workers`` workers (one group) on the preloaded topics; time from the first ready to the
+    complete 1d snapshot. ``settle`` runs after completion, while the workers still run.
+
+    ``state["memory"]`` has each worker's sampled RSS and peak; ``peak_rss_kib`` is the largest peak.
+    """
     state: dict = {"last": None}
     done = asyncio.Event()
     watcher = asyncio.create_task(watch_scores(deployment.topics["scores"], deployment.partitions, expected, done, state))
     await asyncio.sleep(1.0)  # let the reader connect and be assigned before the worker starts
-    worker = Worker(deployment)
+    procs = [Worker(deployment, name=f"w{i + 1}") for i in range(workers)]
     launched = time.monotonic()
-    worker.start(wait=False)
-    sampler = asyncio.create_task(sample_rss(worker.proc.pid, done, state))
+    for worker in procs:
+        worker.start(wait=False)
+    state["memory"] = memory = [{} for _ in procs]
+    samplers = [asyncio.create_task(sample_rss(w.proc.pid, done, m)) for w, m in zip(procs, memory)]
+    readiness = [asyncio.create_task(asyncio.to_thread(w.wait_ready, 120.0)) for w in procs]
     try:
-        await asyncio.to_thread(worker.wait_ready, 120.0)
+        finished, _ = await asyncio.wait(readiness, return_when=asyncio.FIRST_COMPLETED)
         state["t0"] = time.monotonic()
         state["startup_s"] = state["t0"] - launched
+        for task in finished:
+            task.result()  # a worker that exited instead of getting ready
         try:
             await asyncio.wait_for(done.wait(), timeout_s)
         except asyncio.TimeoutError:
             state["timed_out"] = True
-        memory = memory_kib(worker.proc.pid)
-        state["peak_rss_kib"] = max(memory.get("VmHWM", 0), state.get("rss_max_kib", 0), memory.get("VmRSS", 0))
+        if settle is not None and not state.get("timed_out"):
+            await settle()
+        for worker, sampled in zip(procs, memory):
+            sampled["peak_rss_kib"] = peak_kib(worker.proc.pid, sampled)
+        state["peak_rss_kib"] = max(m["peak_rss_kib"] for m in memory)
     finally:
         done.set()
-        await asyncio.gather(watcher, sampler, return_exceptions=True)
-        state["exit_code"] = await asyncio.to_thread(worker.stop, 15.0)
-    state["log"] = worker.log_path
+        await asyncio.gather(watcher, *samplers, *readiness, return_exceptions=True)
+        codes = [await asyncio.to_thread(w.stop, 15.0) for w in procs]
+        state["exit_code"] = codes[0] if workers == 1 else codes
+    state["log"] = procs[0].log_path
     return state
 
 
@@ -244,22 +269,55 @@ async def dead_letters(topic: str) -> Counter:
     return Counter(dict(r.headers).get("reason", b"?").decode() for r in await read_all(topic))
 
 
-async def main_async(events: int, partitions: int, timeout_s: float) -> int:
+def new_deployment(partitions: int) -> tuple[Path, Deployment, str]:
+    """A temp directory, a deployment with its own topics, and its app id (snapshots every 0.5 s)."""
     tmp = Path(tempfile.mkdtemp(prefix="cx-bench-"))
     deployment = Deployment(tmp, partitions=partitions)
     app_id = f"cx-bench-{deployment.tag}"
     deployment.extra.update({"CX_APP_ID": app_id, "CX_EMIT_INTERVAL": "0.5"})
+    return tmp, deployment, app_id
+
+
+def describe(expected: dict) -> str:
+    return (f"generated: {expected['interactions']} interactions, {expected['surveys']} surveys "
+            f"(ces {expected['ces']}, csat {expected['csat']}, nps {expected['nps']}), "
+            f"rate {expected['rate']:g}/s, event time {expected['span_hours']:.2f} h of {DAY_START:%Y-%m-%d}")
+
+
+async def preload(deployment: Deployment, app_id: str, records: list[tuple[str, bytes, bytes]]) -> float:
+    """Create the deployment's topics, load the records, print and return the load time."""
+    await create_topics(deployment, app_id)
+    load_s = await load(records)
+    print(f"loaded in {load_s:.2f} s ({len(records) / load_s:,.0f} records/s)")
+    return load_s
+
+
+def report_failure(state: dict, expected: dict, timeout_s: float, tmp: Path) -> None:
+    changed = f"{state['changed'] - state['t0']:.2f} s after ready" if "changed" in state else "never"
+    print(f"FAILED: no complete {SCORE_KEY} snapshot within {timeout_s:.0f} s of ready; "
+          f"last seen (last changed {changed}): {counts(state['last'])}; "
+          f"expected interactions.n={expected['interactions']} "
+          + " ".join(f"{m}.n={expected[m]}" for m in METRICS))
+    print(f"worker log and data kept in {tmp}")
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    """A blank line, then one aligned ``name  value`` line per row."""
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>12}")
+
+
+async def main_async(events: int, partitions: int, timeout_s: float) -> int:
+    tmp, deployment, app_id = new_deployment(partitions)
     topics = deployment.topics
 
     print(f"run {deployment.tag}: {events} records, {partitions} partitions, broker {BOOTSTRAP}")
     records, expected = build_records(events, topics)
-    print(f"generated: {expected['interactions']} interactions, {expected['surveys']} surveys "
-          f"(ces {expected['ces']}, csat {expected['csat']}, nps {expected['nps']}), "
-          f"rate {expected['rate']:g}/s, event time {expected['span_hours']:.2f} h of {DAY_START:%Y-%m-%d}")
-    await create_topics(deployment, app_id)
-    load_s = await load(records)
+    print(describe(expected))
+    await preload(deployment, app_id, records)
     del records
-    print(f"loaded in {load_s:.2f} s ({events / load_s:,.0f} records/s)")
 
     floor_eps, per_channel = await floor([topics["interactions"], topics["surveys"]], partitions, events)
     print(f"floor: {floor_eps:,.0f} events/s; per channel: "
@@ -271,12 +329,7 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
     rejected = await dead_letters(topics["dead_letter"])
     print("worker dead letters: " + (", ".join(f"{k} {v}" for k, v in sorted(rejected.items())) or "none"))
     if "t1" not in state:
-        changed = f"{state['changed'] - state['t0']:.2f} s after ready" if "changed" in state else "never"
-        print(f"FAILED: no complete {SCORE_KEY} snapshot within {timeout_s:.0f} s of ready; "
-              f"last seen (last changed {changed}): {counts(state['last'])}; "
-              f"expected interactions.n={expected['interactions']} "
-              + " ".join(f"{m}.n={expected[m]}" for m in METRICS))
-        print(f"worker log and data kept in {tmp}")
+        report_failure(state, expected, timeout_s, tmp)
         return 1
     worker_s = state["t1"] - state["t0"]
     assert worker_s > 0, "the worker finished before it reported ready: use more --events"
@@ -292,22 +345,25 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
         ("worker peak RSS MiB", f"{peak_mib:.1f}"),
         ("worker startup s", f"{state['startup_s']:.2f}"),
     ]
-    width = max(len(name) for name, _ in rows)
-    print()
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>12}")
+    print_table(rows)
     print(f"RESULT ratio={ratio:.2f} worker_eps={worker_eps:.0f} floor_eps={floor_eps:.0f} "
           f"peak_rss_mib={peak_mib:.1f}")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=300_000, help="records to pre-load (default 300000)")
+def backlog_parser(prog: str, doc: str, events: int, timeout_help: str, timeout: float) -> argparse.ArgumentParser:
+    """The options every backlog benchmark has: --events, --partitions, --timeout."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
+    parser.add_argument("--events", type=int, default=events, help=f"records to pre-load (default {events})")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per input topic (default 8)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds after ready to wait for the exact counts (default 600)")
+    parser.add_argument("--timeout", type=float, default=timeout, help=f"{timeout_help} (default {timeout:g})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = backlog_parser("python -m benchmarks.bench", __doc__, 300_000,
+                            "seconds after ready to wait for the exact counts", 600.0)
     args = parser.parse_args(argv)
     if args.events < 1 or args.partitions < 1:
         parser.error("--events and --partitions must be at least 1")

@@ -121,6 +121,18 @@ class Pipeline:
         await changelog.flush()
 
 
+def _table_options(settings: Settings) -> dict[str, Any]:
+    """RocksDB sized for many partitions in one process: Faust's defaults (64 MiB write buffers, three
+    of them, and a 2 GiB block cache, per partition) let memory grow with the data, to over 1 GiB
+    for a million events; local state is rebuilt from the changelog, so small buffers cost little."""
+    store = {  # a fresh dict per table: Faust's store pops keys from the one it is given
+        "write_buffer_size": settings.store_write_buffer_mib * 1024 * 1024,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.store_block_cache_mib * 1024 * 1024,
+    }
+    return {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes, "options": store}
+
+
 def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
     check_pinned_faust()
     data_dir = settings.data_dir.resolve()
@@ -150,9 +162,8 @@ def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     sources = app.topic(settings.topic_interactions, settings.topic_surveys, settings.topic_partials,
                         partitions=settings.partitions, **raw)
-    table_options = {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes}
-    intake_table = app.Table(INTAKE_TABLE, **table_options)
-    rollup_table = app.Table(ROLLUP_TABLE, **table_options)
+    intake_table = app.Table(INTAKE_TABLE, **_table_options(settings))
+    rollup_table = app.Table(ROLLUP_TABLE, **_table_options(settings))
     pipeline = Pipeline(
         app, settings,
         Intake(settings, intake_table, {settings.topic_interactions: "i", settings.topic_surveys: "s"}),

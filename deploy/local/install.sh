@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what a fresh machine lacks: Debian packages (Java 17 and Maven for the Kafka jars,
 # redis-server, kcat, prometheus with promtool for the PromQL tests, headless chromium and its
-# driver for the wallboard test) and the Python virtual environment with the project and its test tools.
+# driver for the wallboard test) and the Python virtual environment with the project, its test tools and
+# the benchmark's peer (Quix Streams).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -33,7 +34,7 @@ fi
 stamp="$root/.venv/.installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   "$root/.venv/bin/pip" install -q --upgrade pip
-  "$root/.venv/bin/pip" install -q -e "$root[dev]"
+  "$root/.venv/bin/pip" install -q -e "$root[dev,bench]"
   touch "$stamp"
 fi
 echo "install: ready ($("$root/.venv/bin/python" --version))"
