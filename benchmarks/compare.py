@@ -345,8 +345,10 @@ async def wait_caught_up(worker: Worker, topics: tuple[str, ...], rate: float, t
 
 async def receive_probes(topic: str, partitions: int, arrivals: dict[str, float], ready: asyncio.Event,
                          stop: asyncio.Event) -> None:
-    """First arrival of any snapshot per probe tenant (keys only: nothing else is decoded)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    """First arrival of any snapshot per probe tenant (keys only: nothing else is decoded).
+
+    A short fetch wait, so that the reader adds no delay of its own (see ``BatchConsumerThread``)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]

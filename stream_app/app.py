@@ -159,6 +159,7 @@ def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
         web_host=settings.web_host,
         web_transport=f"tcp://{settings.web_host}:{settings.web_port}",
     )
+    app.fetch_max_wait_ms = max(1, round(settings.fetch_max_wait_seconds * 1000))
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     sources = app.topic(settings.topic_interactions, settings.topic_surveys, settings.topic_partials,
                         partitions=settings.partitions, **raw)

@@ -39,6 +39,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
     a time, keeping Faust's bookkeeping (read offsets, gaps, acknowledged offsets) intact.
     """
 
+    def _new_consumer_thread(self) -> BatchConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
@@ -146,6 +149,21 @@ class _Pending:
     """Stands for a batch in Faust's set of unacknowledged messages while it is processed."""
 
 
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with a short fetch wait (Faust fixes aiokafka's at 1,500 ms).
+
+    aiokafka keeps one fetch in flight per broker and leaves out partitions whose records are
+    still buffered; when the request in flight holds only partitions with nothing new (the
+    partials, say), the broker holds it for the whole wait while input piles up. Measured at
+    2,000 events/s: pauses of 1.5 s, a median of 0.8 s and a p99 of 2.4 s from event to snapshot.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read when the consumer starts
+        return consumer
+
+
 class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
 
@@ -154,6 +172,7 @@ class BatchApp(faust.App):
     """A Faust app whose consumer delivers batches of ``batch_topics`` to ``batch_handler``."""
 
     batch_topics: frozenset[str] = frozenset()
+    fetch_max_wait_ms: int = 100
 
     async def batch_handler(self, batch: dict[TP, list[Any]]) -> None:
         raise NotImplementedError("route_batches() was not called")

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     store_write_buffer_mib: int = Field(default=8, ge=1)
     store_block_cache_mib: int = Field(default=8, ge=1)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
+    fetch_max_wait_seconds: float = Field(default=0.1, gt=0)
     session_timeout_seconds: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
 

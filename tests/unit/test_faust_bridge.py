@@ -298,3 +298,14 @@ def test_consumer_lag_is_highwater_minus_read_offset_on_batch_topics(event_loop_
         {read: 100, committed: 50, fetched: 7, fresh: 9, unfetched: None, changelog: 80},
         {read: 60, changelog: 10}, {committed: 45})
     assert faust_bridge.consumer_lag(app) == {read: 40, committed: 5, fetched: 7, fresh: 9}
+
+
+def test_faust_consumer_thread_builds_its_aiokafka_consumer_in_create_worker_consumer():
+    # BatchConsumerThread shortens the fetch wait on the consumer this method returns, before start().
+    from aiokafka import AIOKafkaConsumer
+
+    method = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+    assert list(inspect.signature(method).parameters) == ["self", "transport"]
+    assert inspect.signature(method).return_annotation in (AIOKafkaConsumer, "aiokafka.AIOKafkaConsumer")
+    assert "_fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+    assert FaustConsumer._new_consumer_thread is not BatchConsumer._new_consumer_thread
