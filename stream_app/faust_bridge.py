@@ -172,7 +172,7 @@ class BatchApp(faust.App):
     """A Faust app whose consumer delivers batches of ``batch_topics`` to ``batch_handler``."""
 
     batch_topics: frozenset[str] = frozenset()
-    fetch_max_wait_ms: int = 100
+    fetch_max_wait_ms: int = 1500  # Faust's own; create_app sets CX_FETCH_MAX_WAIT_SECONDS
 
     async def batch_handler(self, batch: dict[TP, list[Any]]) -> None:
         raise NotImplementedError("route_batches() was not called")

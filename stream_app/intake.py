@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 
 from stream_app import join, scoring
-from stream_app.scoring import interaction_stats
 from stream_app.contract import decode_interaction, decode_survey
 from stream_app.errors import InvalidEvent
 from stream_app.events import Survey
@@ -196,14 +195,14 @@ class Intake:
                 dims = self._bounded(memory, event.tenant, raw_dims, grown)
                 if kind == "i":
                     effects = join.add_interaction(entry, event.event_id, trigger, event.tenant, dims,
-                                                   event_ms, interaction_stats(event, sl_seconds))
+                                                   event_ms, scoring.interaction_stats(event, sl_seconds))
                 else:
                     effects = join.add_survey(entry, event.event_id, trigger, event.tenant, dims,
                                               event_ms, survey_contribution(event))
             elif kind == "i":
                 dims = self._bounded(memory, event.tenant, raw_dims, grown)
                 own_count = join.own_effect(event.tenant, dims, event_ms,
-                                            interaction_stats(event, sl_seconds))
+                                            scoring.interaction_stats(event, sl_seconds))
                 effects = join.effects_of(entry, trigger, own_count)
             else:
                 effects = join.effects_of(entry, trigger)
