@@ -8,6 +8,7 @@ Each batch is acknowledged to Faust only after all its writes are on the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -15,20 +16,25 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+import orjson
 from faust.types import TP
 
+from stream_app.alerts import alert_key
 from stream_app.faust_bridge import BatchApp, check_pinned_faust
 from stream_app.intake import Intake, Outcomes
 from stream_app.rollup import Rollup
 from stream_app.rules import Rule
 from stream_app.settings import Settings
 from stream_app.sinks import prometheus
-from stream_app.sinks.kafka import Outbox
+from stream_app.sinks.kafka import Outbox, read_since
 from stream_app.sinks.redis import ReadModel, Reader
 from stream_app.topics import INTAKE_TABLE, ROLLUP_TABLE
 from stream_app.web import register as register_api
 
 log = logging.getLogger(__name__)
+
+# Producer timestamps come after the decision; the margin covers a broker clock (LogAppendTime) behind ours.
+READ_BACK_MARGIN_MS = 5 * 60_000
 
 
 class Pipeline:
@@ -98,17 +104,26 @@ class Pipeline:
             await self._emit()
 
     async def _emit(self) -> None:
+        alerts = await self._send_unconfirmed_alerts()
         out = Outbox(self.app.producer)
-        frontiers, changes = {}, {}
+        frontiers, raised = {}, {}
         snapshots: list[dict] = []
-        alerts: list[dict] = []
         for partition in self.rollup.loaded():
             rolling: list[dict] = []
             self.rollup.due_snapshots(partition, out, rolling)
-            changes[partition] = self.rollup.alert(partition, rolling, out, alerts)
+            raised[partition] = self.rollup.alert(partition, rolling)
             snapshots.extend(rolling)
             frontiers[partition] = self.rollup.finals(partition, out, snapshots)
         await out.flush()
+        # Alert states and events go to the changelog first, then the events out (see record_alerts).
+        held, sent = Outbox(self.app.producer), Outbox(self.app.producer)
+        for partition, (changes, events) in raised.items():
+            self.rollup.record_alerts(partition, changes, events, held)
+            for event in events:
+                self._add_alert(sent, event)
+                alerts.append(event)
+        await held.flush()
+        await sent.flush()
         for listener in self.listeners:
             try:
                 listener(snapshots, alerts)
@@ -117,8 +132,39 @@ class Pipeline:
         changelog = Outbox(self.app.producer)
         for partition, frontier in frontiers.items():
             self.rollup.advance(partition, frontier, changelog)
-            self.rollup.record_alerts(partition, changes[partition], changelog)
+            self.rollup.confirm_sent(partition, raised[partition][1], changelog)
         await changelog.flush()
+
+    def _add_alert(self, out: Outbox, event: dict) -> None:
+        out.add(self.settings.topic_alerts, alert_key(event).encode(), orjson.dumps(event))
+
+    async def _send_unconfirmed_alerts(self) -> list[dict]:
+        """Alert events a crashed worker recorded but may not have sent: send those the topic lacks."""
+        unsent = self.rollup.unsent()
+        if not unsent:
+            return []
+        oldest_ms = min(held["ms"] for partition_held in unsent.values() for held in partition_held)
+        records = await read_since(self.settings, self.settings.topic_alerts, oldest_ms - READ_BACK_MARGIN_MS)
+        published = set()
+        for record in records:
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
+                event = orjson.loads(record.value)
+                published.add((event["alert_id"], event["status"]))
+        sent, changelog = Outbox(self.app.producer), Outbox(self.app.producer)
+        missing: list[dict] = []
+        for partition, partition_held in unsent.items():
+            events = [held["event"] for held in partition_held]
+            for event in events:
+                if (event["alert_id"], event["status"]) not in published:
+                    missing.append(event)
+                    self._add_alert(sent, event)
+            self.rollup.confirm_sent(partition, events, changelog)
+        await sent.flush()
+        await changelog.flush()
+        total = sum(len(partition_held) for partition_held in unsent.values())
+        log.warning("alert events left unconfirmed by a previous worker: %d already on %s, %d sent now",
+                    total - len(missing), self.settings.topic_alerts, len(missing))
+        return missing
 
 
 def _table_options(settings: Settings) -> dict[str, Any]:

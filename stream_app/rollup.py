@@ -25,6 +25,7 @@ from stream_app.windows import WindowSpec
 
 Scope = tuple[str, str, str]
 ALERT = b"a"
+UNSENT = b"u"  # an alert event decided and recorded, its sending not yet confirmed
 
 
 @dataclass(slots=True)
@@ -39,6 +40,7 @@ class RollupMemory:
     sums: dict[Scope, dict[tuple[int, int], list[float]]]  # scope -> (width, start) -> merged stats
     stale: dict[Scope, set[tuple[int, int]]] = field(default_factory=dict)  # sums to recompute
     alerts: dict[str, dict] = field(default_factory=dict)  # alert state key -> state (absent: ok)
+    unsent: dict[bytes, dict] = field(default_factory=dict)  # table key -> {"ms": decided, "event": event}
     dirty: set[Scope] = field(default_factory=set)
     last_emit: dict[Scope, float] = field(default_factory=dict)
     rolling_ends: tuple[int, ...] = ()
@@ -72,18 +74,22 @@ class Rollup:
         meta: dict = {"wm": {}, "final": {}}
         parts: dict[Scope, dict[tuple[int, int], dict[str, list]]] = {}
         alert_states: dict[str, dict] = {}
+        unsent: dict[bytes, dict] = {}
         for key, value in iter_partition(self.table, partition):
             if key == META:
                 meta = value
             elif key[:1] == ALERT:
                 alert_states[key[1:].decode()] = value
+            elif key[:1] == UNSENT:
+                unsent[key] = value
             elif key[:1] == BUCKET:
                 tenant, dimension, scope_key, width, start = orjson.loads(key[1:])
                 parts.setdefault((tenant, dimension, scope_key), {})[(width, start)] = value
         sums = {scope: {bucket: _merge(entry) for bucket, entry in buckets.items()}
                 for scope, buckets in parts.items()}
         # Whoever held this partition before may have died between applying and emitting.
-        memory = RollupMemory(meta["wm"], meta["final"], parts, sums, dirty=set(sums), alerts=alert_states)
+        memory = RollupMemory(meta["wm"], meta["final"], parts, sums, dirty=set(sums), alerts=alert_states,
+                              unsent=unsent)
         self.memory[partition] = memory
         return memory
 
@@ -205,20 +211,19 @@ class Rollup:
                 sent += 1
         return sent
 
-    def alert(self, partition: int, snapshots: list[dict], out: Outbox,
-              emitted: list[dict]) -> dict[str, dict | None]:
+    def alert(self, partition: int, snapshots: list[dict]) -> tuple[dict[str, dict | None], list[dict]]:
         """Step every rule that watches one of the partition's new rolling snapshots.
 
-        Alert events go to ``out`` (and ``emitted``); the changed states are returned for
-        ``record_alerts``, which the caller runs only once ``out`` is on the broker: a crash in
-        between re-sends the same event with the same alert_id rather than losing it.
+        Returns the changed states and the events raised, for ``record_alerts``; nothing is
+        written or sent here.
         """
         memory = self.memory.get(partition)
         if memory is None or not self.rules or not memory.watermarks:
-            return {}
+            return {}, []
         as_of = self._latest(memory)
         now_ms = int(time.time() * 1000)
         changes: dict[str, dict | None] = {}
+        raised: list[dict] = []
         for document in snapshots:
             for rule in self.rules:
                 if not alerts.matches(rule, document):
@@ -228,14 +233,19 @@ class Rollup:
                 after, events = alerts.step(rule, before, document, as_of, now_ms)
                 if after != before:
                     changes[key] = after
-                for event in events:
-                    emitted.append(event)
-                    out.add(self.settings.topic_alerts, alerts.alert_key(event).encode(), orjson.dumps(event))
-        return changes
+                raised.extend(events)
+        return changes, raised
 
-    def record_alerts(self, partition: int, changes: dict[str, dict | None], changelog: Outbox) -> None:
+    def record_alerts(self, partition: int, changes: dict[str, dict | None], events: list[dict],
+                      changelog: Outbox) -> None:
+        """Write the new states together with each event as unsent, before any event is sent.
+
+        A worker that dies before the events are confirmed leaves them unsent in the table; its
+        successor sends only those the alerts topic does not have (``unsent``), so a crash at
+        any point neither loses an event nor sends it twice.
+        """
         memory = self.memory.get(partition)
-        if memory is None or not changes:
+        if memory is None or not (changes or events):
             return
         state = PartitionState(self.table, partition, changelog)
         for key, value in changes.items():
@@ -245,6 +255,27 @@ class Rollup:
             else:
                 memory.alerts[key] = value
                 state.put(ALERT + key.encode(), value)
+        now_ms = int(time.time() * 1000)
+        for event in events:
+            held = {"ms": now_ms, "event": event}
+            memory.unsent[_unsent_key(event)] = held
+            state.put(_unsent_key(event), held)
+        state.commit()
+
+    def unsent(self) -> dict[int, list[dict]]:
+        """Alert events recorded but not confirmed sent, per partition, as ``{"ms", "event"}``."""
+        return {partition: list(memory.unsent.values())
+                for partition, memory in self.memory.items() if memory.unsent}
+
+    def confirm_sent(self, partition: int, events: list[dict], changelog: Outbox) -> None:
+        """The events are on the alerts topic: no successor needs to look for them."""
+        memory = self.memory.get(partition)
+        if memory is None or not events:
+            return
+        state = PartitionState(self.table, partition, changelog)
+        for event in events:
+            memory.unsent.pop(_unsent_key(event), None)
+            state.delete(_unsent_key(event))
         state.commit()
 
     def finals(self, partition: int, out: Outbox, emitted: list[dict]) -> dict[str, int]:
@@ -308,6 +339,10 @@ class Rollup:
                 memory.dirty.discard(scope)
                 memory.last_emit.pop(scope, None)
         state.commit()
+
+
+def _unsent_key(event: dict) -> bytes:
+    return UNSENT + f"{event['alert_id']}/{event['status']}".encode()
 
 
 def _merge(entry: dict) -> list[float]:

@@ -82,6 +82,16 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
+async def partition_count(settings: Settings, topic: str) -> int:
+    """How many partitions ``topic`` has now (0 when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    await admin.start()
+    try:
+        return (await _partition_counts(admin, [topic])).get(topic, 0)
+    finally:
+        await admin.close()
+
+
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
     """Return once every partition of the topics has a leader.
 

@@ -1,4 +1,5 @@
-"""Records to Kafka sent as one group and awaited together.
+"""Records to Kafka sent as one group and awaited together, and read back when a crash left it
+unclear whether some were sent.
 
 The worker acknowledges its input only after everything a batch produced is on the broker,
 so the committed offset never runs ahead of what was written.
@@ -8,9 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 
 from stream_app.faust_bridge import raw_producer
+from stream_app.topics import partition_count
+
+if TYPE_CHECKING:
+    from stream_app.settings import Settings
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -62,3 +70,37 @@ class Outbox:
                     batch = producer.create_batch()
             pending.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*pending)
+
+
+async def read_since(settings: Settings, topic: str, since_ms: int) -> list[Any]:
+    """Every record of ``topic`` stamped at or after ``since_ms``, up to the end it has now.
+
+    Used rarely (after a crash left alert events whose sending was not confirmed), so a
+    short-lived consumer of its own is simpler than borrowing Faust's.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, client_id=f"{settings.app_id}-read-back",
+                                **settings.kafka_client_options())
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(await partition_count(settings, topic))]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        pending = set()
+        for tp in tps:
+            found = starts.get(tp)
+            if found is not None and found.offset < ends[tp]:
+                consumer.seek(tp, found.offset)
+                pending.add(tp)
+        records: list[Any] = []
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, messages in batch.items():
+                records.extend(m for m in messages if m.offset < ends[tp])
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        return records
+    finally:
+        await consumer.stop()

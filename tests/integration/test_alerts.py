@@ -168,6 +168,48 @@ async def test_worker_restarts_in_mid_episode_emit_no_duplicate(deployment, star
     assert episode[0]["alert_id"] == episode[1]["alert_id"]
 
 
+async def record_as_unsent(deployment, event: dict) -> str:
+    """What a worker killed between recording an alert and confirming it leaves in its table."""
+    changelog = f"cx-test-{deployment.tag}-rollup-changelog"
+    state_key = f"a{event['rule']}/{event['tenant']}/{event['dimension']}/{event['key']}".encode()
+    partition = next(r.partition for r in await read_all(changelog) if r.key == state_key)
+    held = f"u{event['alert_id']}/{event['status']}".encode()
+    await produce([(changelog, held, orjson.dumps({"ms": to_ms(event["at"]), "event": event}))],
+                  partition_of=lambda *_: partition)
+    return changelog
+
+
+async def wait_confirmed(changelog: str, held: bytes) -> None:
+    async def check():
+        values = [r.value for r in await read_all(changelog) if r.key == held]
+        return values and values[-1] is None
+    await wait_for(check, timeout=60, message=f"{held!r} confirmed (a tombstone in {changelog})")
+
+
+@pytest.mark.slow
+async def test_alert_left_unconfirmed_by_a_dead_worker_is_sent_by_its_successor_only_if_missing(
+        deployment, start_worker, tmp_path):
+    rules = write_rules(tmp_path, "rules:\n" + rule("episode"))
+    worker = start_worker(CX_RULES_FILE=rules)
+    await send(deployment, ces_surveys(0, easy=0, difficult=5))
+    firing = (await wait_alerts(deployment, lambda es: statuses(es, "episode") == ["firing"], "firing"))[0]
+    worker.stop()
+    held = f"u{firing['alert_id']}/firing".encode()
+
+    changelog = await record_as_unsent(deployment, firing)
+    worker = start_worker("w2", CX_RULES_FILE=rules)
+    await wait_confirmed(changelog, held)
+    assert await alerts(deployment) == [firing], "already on the topic: not sent again"
+    worker.stop()
+
+    await record_as_unsent(deployment, firing)
+    empty_topic = f"t{deployment.tag}.alerts-2"
+    start_worker("w3", CX_RULES_FILE=rules, CX_TOPIC_ALERTS=empty_topic)
+    await wait_confirmed(changelog, held)
+    sent = [orjson.loads(r.value) for r in await read_all(empty_topic)]
+    assert sent == [firing], "missing from the topic: sent once, as it was decided"
+
+
 def test_bad_rules_file_stops_the_worker_naming_rule_and_field(deployment, tmp_path):
     rules = write_rules(tmp_path, "rules:\n" + rule("broken", threshold="'low'"))
     env = deployment.env("w1") | {"CX_RULES_FILE": rules}
