@@ -139,7 +139,10 @@ class Pipeline:
         out.add(self.settings.topic_alerts, alert_key(event).encode(), orjson.dumps(event))
 
     async def _send_unconfirmed_alerts(self) -> list[dict]:
-        """Alert events a crashed worker recorded but may not have sent: send those the topic lacks."""
+        """Alert events a crashed worker recorded but may not have sent: send those the topic lacks.
+
+        Returns all of them for the read model, which the crashed worker may not have reached.
+        """
         unsent = self.rollup.unsent()
         if not unsent:
             return []
@@ -151,20 +154,20 @@ class Pipeline:
                 event = orjson.loads(record.value)
                 published.add((event["alert_id"], event["status"]))
         sent, changelog = Outbox(self.app.producer), Outbox(self.app.producer)
-        missing: list[dict] = []
+        unconfirmed: list[dict] = []
         for partition, partition_held in unsent.items():
             events = [held["event"] for held in partition_held]
             for event in events:
                 if (event["alert_id"], event["status"]) not in published:
-                    missing.append(event)
                     self._add_alert(sent, event)
             self.rollup.confirm_sent(partition, events, changelog)
+            unconfirmed.extend(events)
+        missing = len(sent)
         await sent.flush()
         await changelog.flush()
-        total = sum(len(partition_held) for partition_held in unsent.values())
         log.warning("alert events left unconfirmed by a previous worker: %d already on %s, %d sent now",
-                    total - len(missing), self.settings.topic_alerts, len(missing))
-        return missing
+                    len(unconfirmed) - missing, self.settings.topic_alerts, missing)
+        return unconfirmed
 
 
 def _table_options(settings: Settings) -> dict[str, Any]:
