@@ -17,6 +17,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from stream_app.alerts import alert_key
@@ -147,7 +148,14 @@ class Pipeline:
         if not unsent:
             return []
         oldest_ms = min(held["ms"] for partition_held in unsent.values() for held in partition_held)
-        records = await read_since(self.settings, self.settings.topic_alerts, oldest_ms - READ_BACK_MARGIN_MS)
+        while True:  # the broker away: nothing else can be done either, so wait for it like the rest
+            try:
+                records = await read_since(self.settings, self.settings.topic_alerts,
+                                           oldest_ms - READ_BACK_MARGIN_MS)
+                break
+            except KafkaError as exc:
+                log.warning("cannot read %s back yet (%s); retrying in 1 s", self.settings.topic_alerts, exc)
+                await asyncio.sleep(1.0)
         published = set()
         for record in records:
             with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):

@@ -78,14 +78,14 @@ async def read_since(settings: Settings, topic: str, since_ms: int) -> list[Any]
     Used rarely (after a crash left alert events whose sending was not confirmed), so a
     short-lived consumer of its own is simpler than borrowing Faust's.
     """
+    tps = [TopicPartition(topic, p) for p in range(await partition_count(settings, topic))]
+    if not tps:
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                                 enable_auto_commit=False, client_id=f"{settings.app_id}-read-back",
                                 **settings.kafka_client_options())
-    await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(await partition_count(settings, topic))]
-        if not tps:
-            return []
+        await consumer.start()
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         starts = await consumer.offsets_for_times({tp: since_ms for tp in tps})
