@@ -24,6 +24,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from benchmarks.bench import discard
 from stream_app.snapshot import rfc3339
 from tests.harness import BOOTSTRAP, ROOT, Deployment, Worker
 
@@ -103,6 +104,7 @@ async def main_async(probes: int, rate: float) -> int:
         simulator.terminate()
         simulator.wait(10)
         worker.stop()
+    await discard(tmp, deployment.tag, keep_topics=False)
     ms = sorted(d * 1000 for d in delays)
     print(f"\nalert delay over {len(ms)} probes at {rate:g} records/s of background traffic: "
           f"median {statistics.median(ms):.1f} ms, worst {ms[-1]:.1f} ms")

@@ -47,7 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream_app.settings import Settings
 from stream_app.simulate import generate
 from stream_app.topics import ensure_topics
-from tests.harness import BOOTSTRAP, Deployment, Worker, read_all
+from tests.harness import BOOTSTRAP, Deployment, Worker, delete_topics, read_all
 
 DAY_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
 DAY_MS = 86_400_000
@@ -278,6 +278,13 @@ def new_deployment(partitions: int) -> tuple[Path, Deployment, str]:
     return tmp, deployment, app_id
 
 
+async def discard(tmp: Path, tag: str, keep_topics: bool) -> None:
+    """After a phase that succeeded: its temp directory goes, and its topics unless asked to keep them."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not keep_topics:
+        await delete_topics(tag)
+
+
 def describe(expected: dict) -> str:
     return (f"generated: {expected['interactions']} interactions, {expected['surveys']} surveys "
             f"(ces {expected['ces']}, csat {expected['csat']}, nps {expected['nps']}), "
@@ -348,7 +355,7 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
     print_table(rows)
     print(f"RESULT ratio={ratio:.2f} worker_eps={worker_eps:.0f} floor_eps={floor_eps:.0f} "
           f"peak_rss_mib={peak_mib:.1f}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    await discard(tmp, deployment.tag, keep_topics=False)
     return 0
 
 

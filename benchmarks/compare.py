@@ -47,7 +47,6 @@ import argparse
 import asyncio
 import math
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -60,7 +59,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from benchmarks.bench import (
-    METRICS, backlog_parser, build_records, complete, create_topics, describe, floor, new_deployment,
+    METRICS, backlog_parser, build_records, complete, create_topics, describe, discard, floor, new_deployment,
     peak_kib, preload, print_table, report_failure, run_worker, sample_rss, wait_for_leaders,
 )
 from stream_app.simulate import format_time, generate
@@ -141,27 +140,6 @@ async def create_topic(name: str, partitions: int) -> None:
     finally:
         await admin.close()
     await wait_for_leaders([name], partitions)
-
-
-async def delete_topics(tag: str) -> int:
-    """Delete every topic of a run (its own, the worker's internal ones, the peer's): the broker holds
-    one open file per partition, and runs that leave theirs behind exhaust its descriptors."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if tag in t]
-        if names:
-            await admin.delete_topics(names)
-        return len(names)
-    finally:
-        await admin.close()
-
-
-async def discard(tmp: Path, tag: str, keep_topics: bool) -> None:
-    """After a phase that succeeded: its temp directory goes, and its topics unless asked to keep them."""
-    shutil.rmtree(tmp, ignore_errors=True)
-    if not keep_topics:
-        await delete_topics(tag)
 
 
 async def watch_peer(topic: str, partitions: int, expected: dict, proc: asyncio.subprocess.Process,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import pytest
 
-from tests.harness import ROOT, Deployment, Worker
+from tests.harness import DEPLOYMENT_TAGS, ROOT, Deployment, Worker, delete_topics
 from tests.redis_server import RedisServer
 
 
@@ -16,6 +17,16 @@ def broker() -> str:
     done = subprocess.run([str(ROOT / "deploy/local/kafka.sh"), "start"], capture_output=True, text=True)
     assert done.returncode == 0, f"could not start Kafka:\n{done.stdout}\n{done.stderr}"
     return "127.0.0.1:9092"
+
+
+@pytest.fixture(autouse=True)
+def delete_topics_afterwards():
+    """Each test's topics go when it ends (after its workers, which autouse teardown comes after):
+    a broker that kept every run's topics would reach its open-file limit after a few runs."""
+    before = len(DEPLOYMENT_TAGS)
+    yield
+    if len(DEPLOYMENT_TAGS) > before:
+        asyncio.run(delete_topics(*DEPLOYMENT_TAGS[before:]))
 
 
 @pytest.fixture(scope="session")

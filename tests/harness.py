@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+DEPLOYMENT_TAGS: list[str] = []  # every deployment made in this process, in order: whose topics to delete
+
+
 @dataclass
 class Deployment:
     """One isolated deployment on the shared broker: its settings as CX_* variables."""
@@ -42,6 +46,9 @@ class Deployment:
     partitions: int = 8
     extra: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    def __post_init__(self) -> None:
+        DEPLOYMENT_TAGS.append(self.tag)
 
     @property
     def topics(self) -> dict[str, str]:
@@ -131,6 +138,21 @@ class Worker:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+async def delete_topics(*tags: str) -> int:
+    """Delete every topic whose name holds one of ``tags`` (a deployment's own and its worker's
+    internal ones): the broker keeps open files per partition, and runs that leave their topics
+    behind reach its open-file limit (20,000) after a few thousand topics."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if any(tag in t for tag in tags)]
+        if names:
+            await admin.delete_topics(names)
+        return len(names)
+    finally:
+        await admin.close()
 
 
 async def produce(records: Iterable[tuple[str, bytes | None, bytes | None]], *,
