@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from stream_app.alerts import alert_key
+from stream_app.contract import parse_timestamp_ms
 from stream_app.faust_bridge import BatchApp, check_pinned_faust
 from stream_app.intake import Intake, Outcomes
 from stream_app.rollup import Rollup
@@ -34,7 +35,8 @@ from stream_app.web import register as register_api
 
 log = logging.getLogger(__name__)
 
-# Producer timestamps come after the decision; the margin covers a broker clock (LogAppendTime) behind ours.
+# An event's ``at`` is when it was decided, before it was sent; the margin covers a broker clock
+# (LogAppendTime) behind ours.
 READ_BACK_MARGIN_MS = 5 * 60_000
 
 
@@ -147,7 +149,7 @@ class Pipeline:
         unsent = self.rollup.unsent()
         if not unsent:
             return []
-        oldest_ms = min(held["ms"] for partition_held in unsent.values() for held in partition_held)
+        oldest_ms = min(parse_timestamp_ms(event["at"]) for events in unsent.values() for event in events)
         while True:  # the broker away: nothing else can be done either, so wait for it like the rest
             try:
                 records = await read_since(self.settings, self.settings.topic_alerts,
@@ -163,8 +165,7 @@ class Pipeline:
                 published.add((event["alert_id"], event["status"]))
         sent, changelog = Outbox(self.app.producer), Outbox(self.app.producer)
         unconfirmed: list[dict] = []
-        for partition, partition_held in unsent.items():
-            events = [held["event"] for held in partition_held]
+        for partition, events in unsent.items():
             for event in events:
                 if (event["alert_id"], event["status"]) not in published:
                     self._add_alert(sent, event)

@@ -40,7 +40,7 @@ class RollupMemory:
     sums: dict[Scope, dict[tuple[int, int], list[float]]]  # scope -> (width, start) -> merged stats
     stale: dict[Scope, set[tuple[int, int]]] = field(default_factory=dict)  # sums to recompute
     alerts: dict[str, dict] = field(default_factory=dict)  # alert state key -> state (absent: ok)
-    unsent: dict[bytes, dict] = field(default_factory=dict)  # table key -> {"ms": decided, "event": event}
+    unsent: dict[bytes, dict] = field(default_factory=dict)  # table key -> alert event not confirmed sent
     dirty: set[Scope] = field(default_factory=set)
     last_emit: dict[Scope, float] = field(default_factory=dict)
     rolling_ends: tuple[int, ...] = ()
@@ -255,15 +255,14 @@ class Rollup:
             else:
                 memory.alerts[key] = value
                 state.put(ALERT + key.encode(), value)
-        now_ms = int(time.time() * 1000)
         for event in events:
-            held = {"ms": now_ms, "event": event}
-            memory.unsent[_unsent_key(event)] = held
-            state.put(_unsent_key(event), held)
+            key = unsent_key(event)
+            memory.unsent[key] = event
+            state.put(key, event)
         state.commit()
 
     def unsent(self) -> dict[int, list[dict]]:
-        """Alert events recorded but not confirmed sent, per partition, as ``{"ms", "event"}``."""
+        """Alert events recorded but not confirmed sent, per partition."""
         return {partition: list(memory.unsent.values())
                 for partition, memory in self.memory.items() if memory.unsent}
 
@@ -274,8 +273,9 @@ class Rollup:
             return
         state = PartitionState(self.table, partition, changelog)
         for event in events:
-            memory.unsent.pop(_unsent_key(event), None)
-            state.delete(_unsent_key(event))
+            key = unsent_key(event)
+            memory.unsent.pop(key, None)
+            state.delete(key)
         state.commit()
 
     def finals(self, partition: int, out: Outbox, emitted: list[dict]) -> dict[str, int]:
@@ -341,7 +341,8 @@ class Rollup:
         state.commit()
 
 
-def _unsent_key(event: dict) -> bytes:
+def unsent_key(event: dict) -> bytes:
+    """Where an alert event waits in the table until it is confirmed sent."""
     return UNSENT + f"{event['alert_id']}/{event['status']}".encode()
 
 

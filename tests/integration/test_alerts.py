@@ -11,6 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stream_app.alerts import alert_key
+from stream_app.rollup import ALERT, unsent_key
 from stream_app.simulate import generate
 from stream_app.snapshot import rfc3339
 from tests.harness import ROOT, dumps, latest_snapshots, produce, read_all, wait_for
@@ -171,11 +173,9 @@ async def test_worker_restarts_in_mid_episode_emit_no_duplicate(deployment, star
 async def record_as_unsent(deployment, event: dict) -> str:
     """What a worker killed between recording an alert and confirming it leaves in its table."""
     changelog = f"cx-test-{deployment.tag}-rollup-changelog"
-    state_key = f"a{event['rule']}/{event['tenant']}/{event['dimension']}/{event['key']}".encode()
+    state_key = ALERT + alert_key(event).encode()
     partition = next(r.partition for r in await read_all(changelog) if r.key == state_key)
-    held = f"u{event['alert_id']}/{event['status']}".encode()
-    await produce([(changelog, held, orjson.dumps({"ms": to_ms(event["at"]), "event": event}))],
-                  partition_of=lambda *_: partition)
+    await produce([(changelog, unsent_key(event), orjson.dumps(event))], partition_of=lambda *_: partition)
     return changelog
 
 
@@ -194,7 +194,7 @@ async def test_alert_left_unconfirmed_by_a_dead_worker_is_sent_by_its_successor_
     await send(deployment, ces_surveys(0, easy=0, difficult=5))
     firing = (await wait_alerts(deployment, lambda es: statuses(es, "episode") == ["firing"], "firing"))[0]
     worker.stop()
-    held = f"u{firing['alert_id']}/firing".encode()
+    held = unsent_key(firing)
 
     changelog = await record_as_unsent(deployment, firing)
     worker = start_worker("w2", CX_RULES_FILE=rules)
