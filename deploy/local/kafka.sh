@@ -33,17 +33,23 @@ POM
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
+# A broker that kept thousands of partitions loads their logs before it opens its port: wait
+# while it is alive, up to CX_KAFKA_START_TIMEOUT_SECONDS.
 wait_port() {
-  for _ in $(seq 1 120); do
+  local limit=${CX_KAFKA_START_TIMEOUT_SECONDS:-180}
+  for _ in $(seq 1 $((limit * 2))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
     running || { echo "kafka: process exited; see $state/kafka.log" >&2; tail -30 "$state/kafka.log" >&2; return 1; }
     sleep 0.5
   done
-  echo "kafka: port $PORT not open after 60 s" >&2; return 1
+  local dirs; dirs=$(find "$state/data" -mindepth 1 -maxdepth 1 -type d | wc -l)
+  echo "kafka: port $PORT not open after $limit s; the broker (pid $(cat "$pidfile")) is still" \
+    "starting with $dirs partition directories. Wait, or 'make clean' to start from an empty broker." >&2
+  return 1
 }
 
 start() {
-  if running; then echo "kafka: already running (pid $(cat "$pidfile"))"; return 0; fi
+  if running; then wait_port && echo "kafka: already running (pid $(cat "$pidfile"))"; return; fi
   fetch_jars
   mkdir -p "$state/data"
   cat > "$state/server.properties" <<PROPS
