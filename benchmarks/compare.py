@@ -464,7 +464,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
     # (a) the floor
     floor_eps, floor_channels = await floor([topics["interactions"], topics["surveys"]], args.partitions, args.events)
-    print(f"floor: {floor_eps:,.0f} events/s; per channel: "
+    print(f"floor (median): {floor_eps:,.0f} events/s; per channel: "
           + ", ".join(f"{k} {v}" for k, v in sorted(floor_channels.items())))
 
     # (b) the worker; its per-channel figures are read while it still runs
