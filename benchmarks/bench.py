@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -126,16 +127,17 @@ async def load(records: list[tuple[str, bytes, bytes]]) -> float:
 FLOOR_RUNS = 3
 
 
-async def floor(topics: list[str], partitions: int, count: int) -> tuple[float, Counter]:
-    """The median events/s of ``FLOOR_RUNS`` floor runs, and the per-channel counts.
+async def floor(topics: list[str], partitions: int, count: int) -> float:
+    """The median events/s of ``FLOOR_RUNS`` floor runs; prints each run and the per-channel counts.
 
     One run here moved between 130k and 197k events/s from one benchmark to the next; the
     median of three keeps one lucky or unlucky run from deciding the ratio.
     """
     runs = [await floor_once(topics, partitions, count) for _ in range(FLOOR_RUNS)]
-    rates = sorted(eps for eps, _ in runs)
-    print("floor runs: " + ", ".join(f"{eps:,.0f}" for eps, _ in runs) + " events/s")
-    return rates[len(rates) // 2], runs[0][1]
+    median = statistics.median(eps for eps, _ in runs)
+    print(f"floor: {median:,.0f} events/s (median of " + ", ".join(f"{eps:,.0f}" for eps, _ in runs)
+          + "); per channel: " + ", ".join(f"{k} {v}" for k, v in sorted(runs[0][1].items())))
+    return median
 
 
 async def floor_once(topics: list[str], partitions: int, count: int) -> tuple[float, Counter]:
@@ -342,9 +344,7 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
     await preload(deployment, app_id, records)
     del records
 
-    floor_eps, per_channel = await floor([topics["interactions"], topics["surveys"]], partitions, events)
-    print(f"floor (median): {floor_eps:,.0f} events/s; per channel: "
-          + ", ".join(f"{k} {v}" for k, v in sorted(per_channel.items())))
+    floor_eps = await floor([topics["interactions"], topics["surveys"]], partitions, events)
 
     state = await run_worker(deployment, expected, timeout_s)
     print(f"worker startup (process start to /readyz 200): {state['startup_s']:.2f} s; "

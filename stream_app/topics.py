@@ -7,6 +7,8 @@ would not be co-partitioned with the tables and Faust would drop its records (FI
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -44,12 +46,19 @@ def plan(settings: Settings) -> list[TopicPlan]:
     ]
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create what is missing; raise ConfigError for a co-partitioned topic with another count."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                **settings.kafka_client_options())
+@asynccontextmanager
+async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create what is missing; raise ConfigError for a co-partitioned topic with another count."""
+    async with _admin(settings) as admin:
         wanted = plan(settings)
         checked = [*wanted, *(TopicPlan(changelog_topic(settings, t), settings.partitions, {})
                               for t in TABLES)]
@@ -78,18 +87,12 @@ async def ensure_topics(settings: Settings) -> list[str]:
             raise ConfigError("could not create topics: " + "; ".join(failed))
         await _wait_for_leaders(admin, [t.name for t in wanted])
         return created
-    finally:
-        await admin.close()
 
 
 async def partition_count(settings: Settings, topic: str) -> int:
     """How many partitions ``topic`` has now (0 when it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
-    await admin.start()
-    try:
+    async with _admin(settings) as admin:
         return (await _partition_counts(admin, [topic])).get(topic, 0)
-    finally:
-        await admin.close()
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:

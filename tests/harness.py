@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,12 @@ def dumps(event: dict) -> bytes:
 
 async def read_all(topic: str, *, idle_s: float = 1.0) -> list[Any]:
     """Every record currently in a topic, from the beginning."""
+    return [record async for batch in iter_all(topic, idle_s=idle_s) for record in batch]
+
+
+async def iter_all(topic: str, *, idle_s: float = 1.0) -> AsyncIterator[list[Any]]:
+    """The records currently in a topic, from the beginning, a fetched batch at a time (for a topic
+    too large to hold whole)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -189,18 +195,16 @@ async def read_all(topic: str, *, idle_s: float = 1.0) -> list[Any]:
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]
         if not tps:
-            return []
+            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        records = []
         pending = {tp for tp in tps if ends[tp] > 0}
         while pending:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
             for messages in batch.values():
-                records.extend(messages)
+                yield messages
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        return records
     finally:
         await consumer.stop()
 
