@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install up down demo test test-unit test-integration test-faults bench bench-compare clean
+.PHONY: help install up down demo lint test test-unit test-integration test-faults bench bench-compare clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -20,6 +20,10 @@ down: ## Stop what `make up` started (by pid)
 
 demo: up ## Infrastructure, a worker and the simulator, with live scores per channel
 	@bash deploy/local/demo.sh
+
+lint: install ## Ruff and mypy over stream_app, tests and benchmarks (mypy: stream_app only)
+	$(PY) -m ruff check stream_app tests benchmarks
+	$(PY) -m mypy
 
 test: up ## Install, start the infrastructure, run the whole suite (unit, integration, fault tests)
 	$(PY) -m pytest tests -p no:cacheprovider

@@ -66,8 +66,10 @@ async def probe(deployment: Deployment, count: int, arrivals: dict[str, float]) 
         for i in range(count):
             channel = f"probe-{i}"
             event = {"event_id": f"{deployment.tag}-{i}", "tenant": "probe", "channel": channel,
-                     "answered_at": rfc3339(int(time.time() * 1000)), "answers": [{"metric": "ces", "value": 1}]}
-            await producer.send_and_wait(deployment.topics["surveys"], orjson.dumps(event), key=event["event_id"].encode())
+                     "answered_at": rfc3339(int(time.time() * 1000)),
+                     "answers": [{"metric": "ces", "value": 1}]}
+            await producer.send_and_wait(deployment.topics["surveys"], orjson.dumps(event),
+                                         key=event["event_id"].encode())
             sent = time.monotonic()
             deadline = sent + 30
             while channel not in arrivals and time.monotonic() < deadline:
@@ -113,9 +115,11 @@ async def main_async(probes: int, rate: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.alert_latency", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.alert_latency",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--probes", type=int, default=20, help="threshold crossings to time (default 20)")
-    parser.add_argument("--rate", type=float, default=100.0, help="background simulator records/s (default 100)")
+    parser.add_argument("--rate", type=float, default=100.0,
+                        help="background simulator records/s (default 100)")
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args.probes, args.rate))
 

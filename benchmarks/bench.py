@@ -40,7 +40,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -51,7 +51,7 @@ from stream_app.simulate import generate
 from stream_app.topics import ensure_topics
 from tests.harness import BOOTSTRAP, Deployment, Worker, delete_topics, read_all
 
-DAY_START = datetime(2026, 11, 2, tzinfo=timezone.utc)
+DAY_START = datetime(2026, 11, 2, tzinfo=UTC)
 DAY_MS = 86_400_000
 SCORE_KEY = "default/all/all/1d"
 METRICS = ("ces", "csat", "nps")
@@ -180,7 +180,8 @@ def complete(snapshot: dict | None, expected: dict) -> bool:
 def counts(snapshot: dict | None) -> str:
     if not snapshot:
         return "nothing"
-    figures = {"interactions.n": snapshot["interactions"]["n"], **{f"{m}.n": snapshot[m]["n"] for m in METRICS}}
+    figures = {"interactions.n": snapshot["interactions"]["n"],
+               **{f"{m}.n": snapshot[m]["n"] for m in METRICS}}
     return f"window_start={snapshot.get('window_start')} " + " ".join(f"{k}={v}" for k, v in figures.items())
 
 
@@ -230,7 +231,7 @@ async def sample_rss(pid: int, done: asyncio.Event, state: dict) -> None:
         state["rss_max_kib"] = max(state.get("rss_max_kib", 0), rss)
         try:
             await asyncio.wait_for(done.wait(), 0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -249,14 +250,16 @@ async def run_worker(deployment: Deployment, expected: dict, timeout_s: float, *
     """
     state: dict = {"last": None}
     done = asyncio.Event()
-    watcher = asyncio.create_task(watch_scores(deployment.topics["scores"], deployment.partitions, expected, done, state))
+    watcher = asyncio.create_task(
+        watch_scores(deployment.topics["scores"], deployment.partitions, expected, done, state))
     await asyncio.sleep(1.0)  # let the reader connect and be assigned before the worker starts
     procs = [Worker(deployment, name=f"w{i + 1}") for i in range(workers)]
     launched = time.monotonic()
     for worker in procs:
         worker.start(wait=False)
     state["memory"] = memory = [{} for _ in procs]
-    samplers = [asyncio.create_task(sample_rss(w.proc.pid, done, m)) for w, m in zip(procs, memory)]
+    samplers = [asyncio.create_task(sample_rss(w.proc.pid, done, m))
+                for w, m in zip(procs, memory, strict=True)]
     readiness = [asyncio.create_task(asyncio.to_thread(w.wait_ready, 120.0)) for w in procs]
     try:
         finished, _ = await asyncio.wait(readiness, return_when=asyncio.FIRST_COMPLETED)
@@ -266,11 +269,11 @@ async def run_worker(deployment: Deployment, expected: dict, timeout_s: float, *
             task.result()  # a worker that exited instead of getting ready
         try:
             await asyncio.wait_for(done.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             state["timed_out"] = True
         if settle is not None and not state.get("timed_out"):
             await settle()
-        for worker, sampled in zip(procs, memory):
+        for worker, sampled in zip(procs, memory, strict=True):
             sampled["peak_rss_kib"] = peak_kib(worker.proc.pid, sampled)
         state["peak_rss_kib"] = max(m["peak_rss_kib"] for m in memory)
     finally:
@@ -375,12 +378,14 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
     return 0
 
 
-def backlog_parser(prog: str, doc: str, events: int, timeout_help: str, timeout: float) -> argparse.ArgumentParser:
+def backlog_parser(prog: str, doc: str, events: int, timeout_help: str,
+                   timeout: float) -> argparse.ArgumentParser:
     """The options every backlog benchmark has: --events, --partitions, --timeout."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
     parser.add_argument("--events", type=int, default=events, help=f"records to pre-load (default {events})")
     parser.add_argument("--partitions", type=int, default=8, help="partitions per input topic (default 8)")
-    parser.add_argument("--timeout", type=float, default=timeout, help=f"{timeout_help} (default {timeout:g})")
+    parser.add_argument("--timeout", type=float, default=timeout,
+                        help=f"{timeout_help} (default {timeout:g})")
     return parser
 
 

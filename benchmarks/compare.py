@@ -59,8 +59,22 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import DefaultPartitioner
 
 from benchmarks.bench import (
-    METRICS, backlog_parser, build_records, complete, create_topics, describe, discard, floor, new_deployment,
-    peak_kib, preload, print_table, report_failure, run_worker, sample_rss, wait_for_leaders,
+    METRICS,
+    backlog_parser,
+    build_records,
+    complete,
+    create_topics,
+    describe,
+    discard,
+    floor,
+    new_deployment,
+    peak_kib,
+    preload,
+    print_table,
+    report_failure,
+    run_worker,
+    sample_rss,
+    wait_for_leaders,
 )
 from stream_app.simulate import format_time, generate
 from tests.harness import BOOTSTRAP, ROOT, Deployment, Worker, iter_all, latest_snapshots
@@ -77,7 +91,8 @@ MIB = 1024
 
 def worker_figures(snapshot: dict) -> dict:
     return {"interactions": snapshot["interactions"]["n"], "ces_n": snapshot["ces"]["n"],
-            "ces_mean": snapshot["ces"]["mean"], "csat_n": snapshot["csat"]["n"], "csat_pct": snapshot["csat"]["pct"],
+            "ces_mean": snapshot["ces"]["mean"], "csat_n": snapshot["csat"]["n"],
+            "csat_pct": snapshot["csat"]["pct"],
             "nps_n": snapshot["nps"]["n"], "nps_score": snapshot["nps"]["score"]}
 
 
@@ -115,7 +130,8 @@ def differences(worker: dict[str, dict], peer: dict[str, dict]) -> list[str]:
 def totals_match(figures: dict[str, dict], expected: dict) -> bool:
     channels = [f for scope, f in figures.items() if scope != "all"]
     return all(sum(f[n] for f in channels) == expected[e]
-               for n, e in (("interactions", "interactions"), ("ces_n", "ces"), ("csat_n", "csat"), ("nps_n", "nps")))
+               for n, e in (("interactions", "interactions"), ("ces_n", "ces"), ("csat_n", "csat"),
+                            ("nps_n", "nps")))
 
 
 async def worker_channels(topic: str) -> dict[str, dict]:
@@ -223,7 +239,7 @@ async def run_peer(deployment: Deployment, tmp: Path, expected: dict, windows: s
             state["error"] = (f"the peer exited with {proc.returncode}" if proc.returncode is not None
                               else f"no complete output within {timeout_s:.0f} s")
         state["peak_rss_kib"] = peak_kib(proc.pid, state)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         state["error"] = "the peer processed no record within 300 s of its start"
     finally:
         done.set()
@@ -232,7 +248,7 @@ async def run_peer(deployment: Deployment, tmp: Path, expected: dict, windows: s
             proc.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), 30.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 proc.kill()
                 await proc.wait()
         state["exit_code"] = proc.returncode
@@ -293,7 +309,8 @@ def input_lag(metrics: str, topics: tuple[str, ...]) -> int:
     return total
 
 
-async def wait_caught_up(worker: Worker, topics: tuple[str, ...], rate: float, timeout_s: float) -> tuple[bool, int]:
+async def wait_caught_up(worker: Worker, topics: tuple[str, ...], rate: float,
+                         timeout_s: float) -> tuple[bool, int]:
     deadline = time.monotonic() + timeout_s
     lag, calm = -1, 0
     await asyncio.sleep(5.0)  # traffic reaches every partition and the worker has fetched each
@@ -357,7 +374,8 @@ def nearest_rank(sorted_values: list[float], q: float) -> float:
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
-async def measure_latency(partitions: int, rate: float, seconds: float, interval: float, emit_interval: float) -> dict:
+async def measure_latency(partitions: int, rate: float, seconds: float, interval: float,
+                          emit_interval: float) -> dict:
     tmp, deployment, app_id = new_deployment(partitions)
     deployment.extra.update({"CX_EMIT_INTERVAL": f"{emit_interval:g}", "CX_IDLE_TIMEOUT": "60s"})
     topics = deployment.topics
@@ -372,11 +390,13 @@ async def measure_latency(partitions: int, rate: float, seconds: float, interval
     traffic = reader = None
     try:
         await asyncio.to_thread(worker.wait_ready, 120.0)
-        reader = asyncio.create_task(receive_probes(topics["scores"], partitions, arrivals, reader_ready, stop_reader))
+        reader = asyncio.create_task(
+            receive_probes(topics["scores"], partitions, arrivals, reader_ready, stop_reader))
         await reader_ready.wait()
         traffic = asyncio.create_task(steady_traffic(topics, rate, stop_traffic, records_sent))
         traffic_started = time.monotonic()
-        caught_up, lag = await wait_caught_up(worker, (topics["interactions"], topics["surveys"]), rate, 120.0)
+        caught_up, lag = await wait_caught_up(worker, (topics["interactions"], topics["surveys"]), rate,
+                                              120.0)
         result.update(caught_up=caught_up, lag_at_start=lag)
         sent_before = records_sent[0]
         probes_started = time.monotonic()
@@ -436,6 +456,92 @@ def result_line(group: str, figures: dict) -> str:
     return f"RESULT group={group} " + " ".join(f"{k}={v}" for k, v in figures.items())
 
 
+async def read_worker_view(scores_topic: str, worker_view: dict[str, dict], expected: dict) -> None:
+    """Reads the worker's per-channel figures into ``worker_view`` until their totals match
+    ``expected``, for 20 s at most."""
+    deadline = time.monotonic() + 20.0
+    while True:
+        worker_view.update(await worker_channels(scores_topic))
+        if totals_match(worker_view, expected) or time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.5)
+
+
+def print_agreement(worker_view: dict[str, dict], peer_view: dict[str, dict]) -> list[str]:
+    """Prints the 1d figures per channel of the worker beside the peer's, and the verdict; returns
+    the differences."""
+    diffs = differences(worker_view, peer_view)
+    width = max(map(len, worker_view | peer_view), default=3)
+    print(f"1d window per channel, worker | peer ({' '.join(FIGURES)}):")
+    for scope in sorted(worker_view | peer_view, key=lambda s: (s != "all", s)):
+        w = " ".join(str(worker_view.get(scope, {}).get(f, "-")) for f in FIGURES)
+        p = " ".join(str(peer_view.get(scope, {}).get(f, "-")) for f in FIGURES)
+        print(f"  {scope:<{width}}  {w}  |  {p}")
+    if diffs:
+        print(f"DISAGREE: {len(diffs)} figure(s) differ: " + "; ".join(diffs))
+    else:
+        print(f"AGREE: worker and peer have the same 1d figures for all and {len(worker_view) - 1} channels")
+    return diffs
+
+
+async def latency_phase(args: argparse.Namespace, results: list[str], failures: list[str]) -> dict:
+    """End-to-end latency at a steady rate, on fresh topics; appends to ``results`` and ``failures``."""
+    print(f"latency: {args.rate:g} records/s, probes every {args.probe_interval:g} s for "
+          f"{args.latency_seconds:g} s, CX_EMIT_INTERVAL {args.emit_interval:g} s")
+    latency = await measure_latency(args.partitions, args.rate, args.latency_seconds, args.probe_interval,
+                                    args.emit_interval)
+    ms = latency["latencies_ms"]
+    print(f"  worker caught up before the probes: {'yes' if latency['caught_up'] else 'NO'} (input lag "
+          f"{latency['lag_at_start']} records after {latency['warmup_s']:.1f} s of traffic); "
+          "traffic sent "
+          f"during the probes {latency['achieved_rate']:,.0f} records/s")
+    if ms:
+        p50, p99 = statistics.median(ms), nearest_rank(ms, 0.99)
+        print(f"  produce -> snapshot over {len(ms)} probes ({latency['missing']} missing): "
+              f"median {p50:.0f} ms, "
+              f"p99 {p99:.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms")
+        results.append(result_line("latency", {
+            "rate": f"{args.rate:g}", "probes": len(ms), "missing": latency["missing"],
+            "p50_ms": f"{p50:.0f}", "p99_ms": f"{p99:.0f}", "max_ms": f"{ms[-1]:.0f}"}))
+        await discard(latency["tmp"], latency["tag"], args.keep_topics)
+    else:
+        print(f"  no probe came back; worker log in {latency['tmp']}")
+        failures.append("latency probes never came back")
+    return latency
+
+
+async def scale_phase(args: argparse.Namespace, records: list, topics: dict[str, str], expected: dict,
+                      results: list[str], failures: list[str]) -> dict[int, dict]:
+    """Scale-out: one worker, then two, each on fresh topics with ``records``; appends to ``results``
+    and ``failures``."""
+    scale = {}
+    for workers in (1, 2):
+        scale[workers] = await scale_run(records, topics, expected, args.partitions, workers,
+                                         args.timeout, args.keep_topics)
+        if "t1" not in scale[workers]:
+            failures.append(f"scale-out with {workers} worker(s) never completed")
+    if all("eps" in s for s in scale.values()):
+        results.append(result_line("scale", {
+            "events": args.scale_events, "one_worker_eps": f"{scale[1]['eps']:.0f}",
+            "two_workers_eps": f"{scale[2]['eps']:.0f}",
+            "speedup": f"{scale[2]['eps'] / scale[1]['eps']:.2f}"}))
+    return scale
+
+
+def phase_rows(latency: dict, scale: dict[int, dict]) -> list[tuple[str, str]]:
+    """The summary table's rows of the latency and scale-out phases (none for a phase that was
+    skipped or has no figure)."""
+    rows = []
+    if latency.get("latencies_ms"):
+        ms = latency["latencies_ms"]
+        rows += [("latency p50 ms", f"{statistics.median(ms):.0f}"),
+                 ("latency p99 ms", f"{nearest_rank(ms, 0.99):.0f}")]
+    for workers, s in scale.items():
+        if "eps" in s:
+            rows.append((f"{workers} worker{'s' * (workers > 1)} events/s", f"{s['eps']:,.0f}"))
+    return rows
+
+
 async def main_async(args: argparse.Namespace) -> int:
     begun = time.monotonic()
     failures: list[str] = []
@@ -454,12 +560,7 @@ async def main_async(args: argparse.Namespace) -> int:
     worker_view: dict[str, dict] = {}
 
     async def settle() -> None:
-        deadline = time.monotonic() + 20.0
-        while True:
-            worker_view.update(await worker_channels(topics["scores"]))
-            if totals_match(worker_view, expected) or time.monotonic() > deadline:
-                return
-            await asyncio.sleep(0.5)
+        await read_worker_view(topics["scores"], worker_view, expected)
 
     state = await run_worker(deployment, expected, args.timeout, settle=settle)
     print(f"worker startup (process start to /readyz 200): {state['startup_s']:.2f} s; "
@@ -490,26 +591,18 @@ async def main_async(args: argparse.Namespace) -> int:
     # agreement on the 1d windows per channel
     peer_view = per_channel(await peer_channels(peer["output"]))
     worker_view = per_channel(worker_view)
-    diffs = differences(worker_view, peer_view)
-    width = max(map(len, worker_view | peer_view), default=3)
-    print(f"1d window per channel, worker | peer ({' '.join(FIGURES)}):")
-    for scope in sorted(worker_view | peer_view, key=lambda s: (s != "all", s)):
-        w = " ".join(str(worker_view.get(scope, {}).get(f, "-")) for f in FIGURES)
-        p = " ".join(str(peer_view.get(scope, {}).get(f, "-")) for f in FIGURES)
-        print(f"  {scope:<{width}}  {w}  |  {p}")
+    diffs = print_agreement(worker_view, peer_view)
     if diffs:
-        print(f"DISAGREE: {len(diffs)} figure(s) differ: " + "; ".join(diffs))
         failures.append("worker and peer disagree")
-    else:
-        print(f"AGREE: worker and peer have the same 1d figures for all and {len(worker_view) - 1} channels")
     ratio_floor, ratio_peer = worker_eps / floor_eps, worker_eps / peer_eps
     results.append(result_line("throughput", {
         "events": args.events, "floor_eps": f"{floor_eps:.0f}", "worker_eps": f"{worker_eps:.0f}",
-        "peer_eps": f"{peer_eps:.0f}", "ratio_floor": f"{ratio_floor:.3f}", "ratio_peer": f"{ratio_peer:.2f}"}))
+        "peer_eps": f"{peer_eps:.0f}", "ratio_floor": f"{ratio_floor:.3f}",
+        "ratio_peer": f"{ratio_peer:.2f}"}))
     results.append(result_line("memory", {
         "worker_peak_rss_mib": f"{state['peak_rss_kib'] / MIB:.1f}",
         **{f"worker_rss_{name}_mib": f"{mib:.1f}"
-           for name, (_, mib) in zip(("start", "q1", "mid", "q3", "end"), profile)},
+           for name, (_, mib) in zip(("start", "q1", "mid", "q3", "end"), profile, strict=False)},
         "peer_peak_rss_mib": f"{peer['peak_rss_kib'] / MIB:.1f}"}))
     results.append(result_line("agreement", {"agree": int(not diffs), "scopes": len(worker_view),
                                               "differences": len(diffs)}))
@@ -519,25 +612,7 @@ async def main_async(args: argparse.Namespace) -> int:
     # end-to-end latency at a steady rate
     latency = {}
     if args.latency_seconds > 0:
-        print(f"latency: {args.rate:g} records/s, probes every {args.probe_interval:g} s for "
-              f"{args.latency_seconds:g} s, CX_EMIT_INTERVAL {args.emit_interval:g} s")
-        latency = await measure_latency(args.partitions, args.rate, args.latency_seconds, args.probe_interval,
-                                        args.emit_interval)
-        ms = latency["latencies_ms"]
-        print(f"  worker caught up before the probes: {'yes' if latency['caught_up'] else 'NO'} (input lag "
-              f"{latency['lag_at_start']} records after {latency['warmup_s']:.1f} s of traffic); traffic sent "
-              f"during the probes {latency['achieved_rate']:,.0f} records/s")
-        if ms:
-            p50, p99 = statistics.median(ms), nearest_rank(ms, 0.99)
-            print(f"  produce -> snapshot over {len(ms)} probes ({latency['missing']} missing): median {p50:.0f} ms, "
-                  f"p99 {p99:.0f} ms, min {ms[0]:.0f} ms, max {ms[-1]:.0f} ms")
-            results.append(result_line("latency", {
-                "rate": f"{args.rate:g}", "probes": len(ms), "missing": latency["missing"],
-                "p50_ms": f"{p50:.0f}", "p99_ms": f"{p99:.0f}", "max_ms": f"{ms[-1]:.0f}"}))
-            await discard(latency["tmp"], latency["tag"], args.keep_topics)
-        else:
-            print(f"  no probe came back; worker log in {latency['tmp']}")
-            failures.append("latency probes never came back")
+        latency = await latency_phase(args, results, failures)
 
     # scale-out: one worker, then two, each on fresh topics with the same records
     scale = {}
@@ -547,15 +622,7 @@ async def main_async(args: argparse.Namespace) -> int:
             records, scale_expected = build_records(args.scale_events, topics)
         else:
             scale_expected = expected
-        for workers in (1, 2):
-            scale[workers] = await scale_run(records, topics, scale_expected, args.partitions, workers, args.timeout,
-                                             args.keep_topics)
-            if "t1" not in scale[workers]:
-                failures.append(f"scale-out with {workers} worker(s) never completed")
-        if all("eps" in s for s in scale.values()):
-            results.append(result_line("scale", {
-                "events": args.scale_events, "one_worker_eps": f"{scale[1]['eps']:.0f}",
-                "two_workers_eps": f"{scale[2]['eps']:.0f}", "speedup": f"{scale[2]['eps'] / scale[1]['eps']:.2f}"}))
+        scale = await scale_phase(args, records, topics, scale_expected, results, failures)
 
     rows = [
         ("records loaded", f"{args.events}"),
@@ -568,12 +635,7 @@ async def main_async(args: argparse.Namespace) -> int:
         ("peer peak RSS MiB", f"{peer['peak_rss_kib'] / MIB:.0f}"),
         ("worker and peer", "AGREE" if not diffs else "DISAGREE"),
     ]
-    if latency.get("latencies_ms"):
-        ms = latency["latencies_ms"]
-        rows += [("latency p50 ms", f"{statistics.median(ms):.0f}"), ("latency p99 ms", f"{nearest_rank(ms, 0.99):.0f}")]
-    for workers, s in scale.items():
-        if "eps" in s:
-            rows.append((f"{workers} worker{'s' * (workers > 1)} events/s", f"{s['eps']:,.0f}"))
+    rows += phase_rows(latency, scale)
     rows.append(("wall time s", f"{time.monotonic() - begun:.0f}"))
     print_table(rows)
     for line in results:
@@ -589,10 +651,12 @@ def main(argv: list[str] | None = None) -> int:
                             "seconds to wait for the exact counts, per worker or peer run", 1200.0)
     parser.add_argument("--peer-windows", default="1d,15m,1h",
                         help="windows the peer computes: 1d (tumbling), 15m, 1h (hopping); default all three")
-    parser.add_argument("--rate", type=float, default=2000.0, help="records/s during the latency phase (default 2000)")
+    parser.add_argument("--rate", type=float, default=2000.0,
+                        help="records/s during the latency phase (default 2000)")
     parser.add_argument("--latency-seconds", type=float, default=60.0,
                         help="how long probes are sent (default 60; 0 skips the latency phase)")
-    parser.add_argument("--probe-interval", type=float, default=0.5, help="seconds between probes (default 0.5)")
+    parser.add_argument("--probe-interval", type=float, default=0.5,
+                        help="seconds between probes (default 0.5)")
     parser.add_argument("--emit-interval", type=float, default=1.0,
                         help="CX_EMIT_INTERVAL of the latency worker (default 1, the product's default)")
     parser.add_argument("--scale-events", type=int, default=None,
@@ -603,7 +667,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scale_events is None:
         args.scale_events = args.events
-    if min(args.events, args.partitions) < 1 or min(args.rate, args.probe_interval) <= 0 or args.scale_events < 0:
+    if (min(args.events, args.partitions) < 1 or min(args.rate, args.probe_interval) <= 0
+            or args.scale_events < 0):
         parser.error("--events and --partitions must be at least 1, --rate and --probe-interval above 0")
     return asyncio.run(main_async(args))
 

@@ -56,7 +56,7 @@ import argparse
 import logging
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from quixstreams import Application
 from quixstreams.models import TopicConfig
@@ -70,7 +70,7 @@ WINDOWS = {  # name: (size, step), the contract's defaults
 }
 SCALES = {"ces": (1, 7), "csat": (1, 5), "nps": (0, 10)}
 UNKNOWN = "unknown"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
@@ -128,7 +128,8 @@ def survey_row(value: object) -> dict | None:
     stats = [0.0] * len(STATS)
     stats[1] = 1.0
     for answer in answers:
-        if not isinstance(answer, dict) or answer.get("metric") not in SCALES or not _number(answer.get("value")):
+        if (not isinstance(answer, dict) or answer.get("metric") not in SCALES
+                or not _number(answer.get("value"))):
             return None
         metric, v = answer["metric"], answer["value"]
         lo, hi = answer.get("scale_min", SCALES[metric][0]), answer.get("scale_max", SCALES[metric][1])
@@ -173,7 +174,7 @@ def scopes(row: dict) -> list[list]:
 
 
 def add(total: list, item: list) -> list:
-    return [a + b for a, b in zip(total, item[1])]
+    return [a + b for a, b in zip(total, item[1], strict=False)]
 
 
 def first(item: list) -> list:
@@ -184,7 +185,7 @@ def shaped(name: str, final: bool):
     """A window result as the output value; ``key`` is the scope (the window's message key)."""
     def shape(window: dict, key: str, timestamp: int, headers: object) -> dict:
         return {"scope": key, "window": name, "start": window["start"], "end": window["end"], "final": final,
-                "stats": dict(zip(STATS, window["value"]))}
+                "stats": dict(zip(STATS, window["value"], strict=False))}
     return shape
 
 
@@ -245,7 +246,8 @@ def build(args: argparse.Namespace) -> Application:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.peer_quix", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.peer_quix",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--interactions-topic", required=True)
     parser.add_argument("--surveys-topic", required=True)

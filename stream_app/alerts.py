@@ -90,7 +90,7 @@ def step(rule: Rule, state: dict | None, snapshot: dict, event_ms: int,
         return after, [event]
 
     cooling = state is not None and state["status"] == "cooldown" and event_ms < state["until_ms"]
-    until_ms = state["until_ms"] if cooling else None
+    until_ms = state["until_ms"] if state is not None and cooling else None
     if not _entering(rule, now):
         return (_state("cooldown", until_ms=until_ms) if cooling else None), []
     since_ms = state["since_ms"] if state is not None and state["since_ms"] is not None else event_ms

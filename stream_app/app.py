@@ -1,62 +1,89 @@
-"""The one place where the worker is wired: Faust app, topics, tables, the batch path, the timer.
+"""The one place where the worker is wired: Faust app, topics, tables, the engine, the timer.
 
-Records of the two input topics go, a fetched batch at a time, to the intake stage; the partial
-states it produces go through the partials topic to the rollup stage, which emits snapshots.
-Each batch is acknowledged to Faust only after all its writes are on the broker.
+Records of the two input topics go, a fetched batch at a time, to the engine's intake stage; the
+partial states it produces go through the partials topic to the rollup stage, which emits
+snapshots (``stream_app.engine.commit`` orders every write and send). Faust keeps group membership,
+partition assignment, the changelog topics, recovery into RocksDB and the web server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import faust
-import orjson
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
-from stream_app.alerts import alert_key
-from stream_app.contract import parse_timestamp_ms
-from stream_app.faust_bridge import BatchApp, check_pinned_faust
-from stream_app.intake import Intake, Outcomes
-from stream_app.rollup import Rollup
+from stream_app.engine.commit import INTAKE_TABLE, ROLLUP_TABLE, Pipeline, Topics
+from stream_app.engine.intake import InputRecord, Intake, IntakeConfig
+from stream_app.engine.rollup import Rollup, RollupConfig
+from stream_app.faust_bridge import BatchApp, RocksPartition, check_pinned_faust
 from stream_app.rules import Rule
 from stream_app.settings import Settings
 from stream_app.sinks import prometheus
 from stream_app.sinks.kafka import Outbox, read_since
-from stream_app.sinks.redis import ReadModel, Reader
-from stream_app.topics import INTAKE_TABLE, ROLLUP_TABLE
+from stream_app.sinks.redis import Reader, ReadModel
 from stream_app.web import register as register_api
 
 log = logging.getLogger(__name__)
 
-# An event's ``at`` is when it was decided, before it was sent; the margin covers a broker clock
-# (LogAppendTime) behind ours.
-READ_BACK_MARGIN_MS = 5 * 60_000
+# Changelog segments roll often enough for compaction to keep what a new owner reads near the live
+# state (the broker never compacts the active segment).
+CHANGELOG_CONFIG = {"segment.bytes": str(32 * 1024 * 1024), "segment.ms": str(10 * 60_000),
+                    "min.cleanable.dirty.ratio": "0.2", "delete.retention.ms": str(60 * 60_000)}
 
 
-class Pipeline:
-    """Runs both stages over each batch, under one lock shared with the snapshot timer."""
+class FaustPorts:
+    """The engine's commit order, on Faust's producer and table partitions."""
 
-    def __init__(self, app: BatchApp, settings: Settings, intake: Intake, rollup: Rollup) -> None:
+    def __init__(self, app: BatchApp, settings: Settings, tables: dict[str, Any]) -> None:
         self.app = app
         self.settings = settings
-        self.intake = intake
-        self.rollup = rollup
-        self.lock = asyncio.Lock()
-        self.stale = False
+        self.tables = tables
+        self._stores: dict[tuple[str, int], RocksPartition] = {}
+
+    def outbox(self) -> Outbox:
+        return Outbox(self.app.producer)
+
+    def store(self, table: str, partition: int) -> RocksPartition:
+        found = self._stores.get((table, partition))
+        if found is None:
+            found = self._stores[(table, partition)] = RocksPartition(self.tables[table], partition)
+        return found
+
+    def forget_stores(self) -> None:
+        self._stores.clear()  # Faust reopens a partition's database after a rebalance
+
+    def changelog_topic(self, table: str) -> str:
+        return self.tables[table].changelog_topic.get_topic_name()
+
+    async def alert_events_since(self, since_ms: int) -> list[bytes]:
+        while True:  # the broker away: nothing else can be done either, so wait for it like the rest
+            try:
+                records = await read_since(self.settings, self.settings.topic_alerts, since_ms)
+                return [r.value for r in records if r.value is not None]
+            except KafkaError as exc:
+                log.warning("cannot read %s back yet (%s); retrying in 1 s", self.settings.topic_alerts, exc)
+                await asyncio.sleep(1.0)
+
+
+class Worker:
+    """Faust's signals and timer, adapted to the engine's pipeline."""
+
+    def __init__(self, app: BatchApp, settings: Settings, ports: FaustPorts, pipeline: Pipeline) -> None:
+        self.app = app
+        self.settings = settings
+        self.ports = ports
+        self.pipeline = pipeline
         self.recovered = False  # tables hold the current assignment's state (set after each rebalance)
-        self.input_topics = {settings.topic_interactions, settings.topic_surveys}
-        # Called with (snapshots, alert events) once they are on Kafka: serving copies, never the truth.
-        self.listeners: list[Callable[[list[dict], list[dict]], None]] = []
 
     def on_rebalance(self, *_: Any, **__: Any) -> None:
-        self.stale = True
+        self.pipeline.on_rebalance()
+        self.ports.forget_stores()
         self.recovered = False
 
     async def on_recovered(self, *_: Any, **__: Any) -> None:
@@ -67,128 +94,34 @@ class Pipeline:
         """Tables hold the current assignment's state: what /readyz and cx_table_recovered say."""
         return self.recovered and not self.app.rebalancing
 
-    def _refresh(self) -> None:
-        if self.stale:
-            self.intake.forget()
-            self.rollup.forget()
-            self.stale = False
-
     async def handle(self, batch: dict[TP, list[Any]]) -> None:
         started = time.perf_counter()
-        outcomes = Outcomes()
-        async with self.lock:
-            self._refresh()
-            changelog, out = Outbox(self.app.producer), Outbox(self.app.producer)
-            inputs: dict[int, list[tuple[str, Any]]] = {}
-            # Interactions before surveys, so a survey in the same batch as its interaction joins at once.
-            for tp in sorted(batch, key=lambda t: (t.topic != self.settings.topic_interactions, t.partition)):
-                if tp.topic in self.input_topics:
-                    inputs.setdefault(tp.partition, []).extend((tp.topic, m) for m in batch[tp])
-            for partition, records in inputs.items():
-                self.intake.process(partition, records, changelog, out, outcomes)
-            for tp, messages in batch.items():
-                if tp.topic == self.settings.topic_partials:
-                    self.rollup.process(tp.partition, messages, changelog, outcomes)
-            await changelog.flush()
-            await out.flush()
-            await self._emit()
-        prometheus.record_batch(outcomes.counts, sum(len(m) for m in batch.values()),
-                                time.perf_counter() - started)
+        records: dict[tuple[str, int], Sequence[InputRecord]] = {(tp.topic, tp.partition): m
+                                                                 for tp, m in batch.items()}
+        outcomes = await self.pipeline.handle(records)
+        prometheus.record_batch(outcomes, sum(len(m) for m in batch.values()), time.perf_counter() - started)
 
     async def tick(self) -> None:
         """Throttled rolling snapshots and finals, also when no records arrive (idle partitions)."""
-        if not self.recovered or self.app.rebalancing:
+        if not self.ready:
             return  # a partition loaded mid-recovery would be missing state
-        async with self.lock:
-            self._refresh()
-            for tp in self.app.assignor.assigned_actives():
-                if tp.topic == self.settings.topic_partials:
-                    self.rollup.load(tp.partition)
-            await self._emit()
-
-    async def _emit(self) -> None:
-        alerts = await self._send_unconfirmed_alerts()
-        out = Outbox(self.app.producer)
-        frontiers, raised = {}, {}
-        snapshots: list[dict] = []
-        for partition in self.rollup.loaded():
-            rolling: list[dict] = []
-            self.rollup.due_snapshots(partition, out, rolling)
-            raised[partition] = self.rollup.alert(partition, rolling)
-            snapshots.extend(rolling)
-            frontiers[partition] = self.rollup.finals(partition, out, snapshots)
-        await out.flush()
-        # Alert states and events go to the changelog first, then the events out (see record_alerts).
-        held, sent = Outbox(self.app.producer), Outbox(self.app.producer)
-        for partition, (changes, events) in raised.items():
-            self.rollup.record_alerts(partition, changes, events, held)
-            for event in events:
-                self._add_alert(sent, event)
-                alerts.append(event)
-        await held.flush()
-        await sent.flush()
-        for listener in self.listeners:
-            try:
-                listener(snapshots, alerts)
-            except Exception:  # noqa: BLE001 - a serving copy must never stop the pipeline
-                log.exception("snapshot listener %r failed; Kafka has the data", listener)
-        changelog = Outbox(self.app.producer)
-        for partition, frontier in frontiers.items():
-            self.rollup.advance(partition, frontier, changelog)
-            self.rollup.confirm_sent(partition, raised[partition][1], changelog)
-        await changelog.flush()
-
-    def _add_alert(self, out: Outbox, event: dict) -> None:
-        out.add(self.settings.topic_alerts, alert_key(event).encode(), orjson.dumps(event))
-
-    async def _send_unconfirmed_alerts(self) -> list[dict]:
-        """Alert events a crashed worker recorded but may not have sent: send those the topic lacks.
-
-        Returns all of them for the read model, which the crashed worker may not have reached.
-        """
-        unsent = self.rollup.unsent()
-        if not unsent:
-            return []
-        oldest_ms = min(parse_timestamp_ms(event["at"]) for events in unsent.values() for event in events)
-        while True:  # the broker away: nothing else can be done either, so wait for it like the rest
-            try:
-                records = await read_since(self.settings, self.settings.topic_alerts,
-                                           oldest_ms - READ_BACK_MARGIN_MS)
-                break
-            except KafkaError as exc:
-                log.warning("cannot read %s back yet (%s); retrying in 1 s", self.settings.topic_alerts, exc)
-                await asyncio.sleep(1.0)
-        published = set()
-        for record in records:
-            with contextlib.suppress(orjson.JSONDecodeError, TypeError, KeyError):
-                event = orjson.loads(record.value)
-                published.add((event["alert_id"], event["status"]))
-        sent, changelog = Outbox(self.app.producer), Outbox(self.app.producer)
-        unconfirmed: list[dict] = []
-        for partition, events in unsent.items():
-            for event in events:
-                if (event["alert_id"], event["status"]) not in published:
-                    self._add_alert(sent, event)
-            self.rollup.confirm_sent(partition, events, changelog)
-            unconfirmed.extend(events)
-        missing = len(sent)
-        await sent.flush()
-        await changelog.flush()
-        log.warning("alert events left unconfirmed by a previous worker: %d already on %s, %d sent now",
-                    len(unconfirmed) - missing, self.settings.topic_alerts, missing)
-        return unconfirmed
+        owned = [tp.partition for tp in self.app.assignor.assigned_actives()
+                 if tp.topic == self.settings.topic_partials]
+        await self.pipeline.tick(owned)
 
 
 def _table_options(settings: Settings) -> dict[str, Any]:
     """RocksDB sized for many partitions in one process: Faust's defaults (64 MiB write buffers, three
     of them, and a 2 GiB block cache, per partition) let memory grow with the data, to over 1 GiB
-    for a million events; local state is rebuilt from the changelog, so small buffers cost little."""
+    for a million events. The engine keeps its live state in memory and writes each key once per
+    flush, so small buffers cost little."""
     store = {  # a fresh dict per table: Faust's store pops keys from the one it is given
         "write_buffer_size": settings.store_write_buffer_mib * 1024 * 1024,
         "max_write_buffer_number": 2,
         "block_cache_size": settings.store_block_cache_mib * 1024 * 1024,
     }
-    return {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes, "options": store}
+    return {"partitions": settings.partitions, "key_type": bytes, "value_type": bytes, "options": store,
+            "extra_topic_configs": dict(CHANGELOG_CONFIG)}
 
 
 def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
@@ -218,16 +151,17 @@ def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
         web_transport=f"tcp://{settings.web_host}:{settings.web_port}",
     )
     app.fetch_max_wait_ms = max(1, round(settings.fetch_max_wait_seconds * 1000))
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+                           "value_serializer": "raw"}
     sources = app.topic(settings.topic_interactions, settings.topic_surveys, settings.topic_partials,
                         partitions=settings.partitions, **raw)
-    intake_table = app.Table(INTAKE_TABLE, **_table_options(settings))
-    rollup_table = app.Table(ROLLUP_TABLE, **_table_options(settings))
-    pipeline = Pipeline(
-        app, settings,
-        Intake(settings, intake_table, {settings.topic_interactions: "i", settings.topic_surveys: "s"}),
-        Rollup(settings, rollup_table, rules),
-    )
+    tables = {name: app.Table(name, **_table_options(settings)) for name in (INTAKE_TABLE, ROLLUP_TABLE)}
+    ports = FaustPorts(app, settings, tables)
+    topics = Topics(settings.topic_interactions, settings.topic_surveys, settings.topic_partials,
+                    settings.topic_scores, settings.topic_alerts, settings.topic_dead_letter)
+    pipeline = Pipeline(ports, topics, Intake(IntakeConfig.from_settings(settings)),
+                        Rollup(RollupConfig.from_settings(settings), rules))
+    worker = Worker(app, settings, ports, pipeline)
     prometheus.declare_rules((rule.name, rule.severity) for rule in rules)
     read_model = ReadModel(settings)
     pipeline.listeners.append(read_model.publish)
@@ -239,13 +173,13 @@ def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
         async for _ in stream:
             pass
 
-    app.route_batches(frozenset(sources.topics), pipeline.handle)
-    app.on_partitions_revoked.connect(pipeline.on_rebalance)
-    app.on_partitions_assigned.connect(pipeline.on_rebalance)
-    app.on_rebalance_complete.connect(pipeline.on_recovered)
-    app.timer(min(1.0, settings.emit_interval_seconds))(pipeline.tick)
+    app.route_batches(frozenset(sources.topics), worker.handle)
+    app.on_partitions_revoked.connect(worker.on_rebalance)
+    app.on_partitions_assigned.connect(worker.on_rebalance)
+    app.on_rebalance_complete.connect(worker.on_recovered)
+    app.timer(min(1.0, settings.emit_interval_seconds))(worker.tick)
     pipeline.listeners.append(prometheus.observe)
-    health = prometheus.PipelineHealth(app, lambda: pipeline.ready, settings.topic_partials,
+    health = prometheus.PipelineHealth(app, lambda: worker.ready, settings.topic_partials,
                                        settings.partitions)
     prometheus.register_health(health, settings.app_id)
     app.on_partitions_assigned.connect(health.on_assigned)
@@ -257,7 +191,7 @@ def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        ready = pipeline.ready
+        ready = worker.ready
         return web.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/metrics")
@@ -267,13 +201,7 @@ def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
 
     register_api(app, Reader(read_model.client))
 
-    app.cx_pipeline = pipeline  # type: ignore[attr-defined]
     return app
-
-
-def reset_local_tables(app: faust.App) -> None:
-    """Recover tables from their changelogs, never from a local copy a crash may have left ahead."""
-    shutil.rmtree(app.conf.tabledir, ignore_errors=True)
 
 
 def _credentials(settings: Settings) -> Any:

@@ -15,7 +15,7 @@ def _worker(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream_app worker",
                                      description="Run one worker; configuration comes from CX_* variables.")
     parser.parse_args(argv)
-    from stream_app.app import create_app, reset_local_tables
+    from stream_app.app import create_app
     from stream_app.rules import load_rules
     from stream_app.settings import Settings
     from stream_app.topics import ensure_topics
@@ -42,7 +42,6 @@ def _worker(argv: list[str]) -> int:
     gc.set_threshold(200_000, 50, 100)
     app = create_app(settings, rules)
     gc.freeze()
-    reset_local_tables(app)
     import faust
 
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)

@@ -3,8 +3,9 @@
 The JSON Schemas in ``schemas/`` are the single source of truth for the shape of an event: they are
 compiled once, at import (jsonschema-rs gives the verdict, fastjsonschema names the failing field).
 What a schema cannot say (a value within the scale the answer itself declares, RFC 3339 with a
-zone, finite numbers) is checked here right after, in the same pass that builds the values. Per record the hot path is: a size check, one ``orjson.loads``,
-one compiled validator call and a direct construction of frozen dataclasses.
+zone, finite numbers) is checked here right after, in the same pass that builds the values. Per
+record the hot path is: a size check, one ``orjson.loads``, one compiled validator call and a direct
+construction of frozen dataclasses.
 
 Reason codes (the dead-letter ``reason`` header):
 
@@ -24,10 +25,11 @@ Reason codes (the dead-letter ``reason`` header):
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, overload
 
 import fastjsonschema
 import jsonschema_rs
@@ -96,7 +98,7 @@ def load_schema(name: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read JSON Schema {path}: {exc}") from exc
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str, *, use_formats: bool = True) -> Callable[[Any], Any]:
     """A compiled fastjsonschema validator for ``schemas/<name>``, built once per process.
 
@@ -121,7 +123,8 @@ def _checker(name: str) -> Callable[[Any], None]:
         if not verdict.is_valid(data):
             explain(data)
             first = next(iter(verdict.iter_errors(data)), None)
-            raise InvalidEvent("schema_violation", (first.message if first else "rejected by the schema")[:300])
+            raise InvalidEvent("schema_violation",
+                               (first.message if first else "rejected by the schema")[:300])
 
     return check
 
@@ -141,7 +144,7 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 _fromisoformat = datetime.fromisoformat
 _NAME_INDEX = re.compile(r"^data(?=[.\[]|$)\.?")
@@ -156,7 +159,8 @@ def parse_timestamp_ms(text: str, field: str = "time") -> int:
     """
     match = _RFC3339.fullmatch(text) if type(text) is str else None
     if match is None:
-        raise InvalidEvent("bad_timestamp", f"{field}: not an RFC 3339 date-time with a time zone: {_quote(text)}")
+        raise InvalidEvent("bad_timestamp",
+                           f"{field}: not an RFC 3339 date-time with a time zone: {_quote(text)}")
     try:  # fast path, in C; the regex above already made sure it is RFC 3339 with a zone
         return (_fromisoformat(text) - _EPOCH) // _ONE_MS
     except ValueError:  # 't'/'z' in lower case, a leap second, or out of range: the careful way
@@ -235,7 +239,8 @@ def _schema_error(exc: fastjsonschema.JsonSchemaValueException) -> InvalidEvent:
         present = exc.value.keys() if isinstance(exc.value, dict) else ()
         missing = [field for field in definition if field not in present] or definition
         prefix = "" if path == "(event)" else path + "."
-        return InvalidEvent("schema_violation", "missing required field(s): " + ", ".join(prefix + m for m in missing))
+        return InvalidEvent("schema_violation",
+                            "missing required field(s): " + ", ".join(prefix + m for m in missing))
     if rule == "anyOf" and path == "(event)":
         return InvalidEvent("schema_violation", "interaction_id: required (a string) unless channel is given")
     message = exc.message
@@ -244,6 +249,10 @@ def _schema_error(exc: fastjsonschema.JsonSchemaValueException) -> InvalidEvent:
     return InvalidEvent("schema_violation", message[:300])
 
 
+@overload
+def _dimension(value: str, field: str) -> str: ...
+@overload
+def _dimension(value: str | None, field: str) -> str | None: ...
 def _dimension(value: str | None, field: str) -> str | None:
     if value is None:
         return None
@@ -319,7 +328,8 @@ def _answers(items: list[dict]) -> tuple[Answer, ...]:
             raise InvalidEvent("nps_scale", f"answers[{index}]: an nps answer must use the 0-10 scale")
         if scale_min >= scale_max:
             raise InvalidEvent(
-                "value_out_of_scale", f"answers[{index}]: scale_min {scale_min} is not below scale_max {scale_max}"
+                "value_out_of_scale",
+                f"answers[{index}]: scale_min {scale_min} is not below scale_max {scale_max}",
             )
         try:
             number = float(item["value"])
@@ -349,7 +359,8 @@ def decode_survey(value: bytes | None, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         interaction_id = get("interaction_id")
         channel = _dimension(get("channel"), "channel")
         if interaction_id is None and channel is None:  # the schema says so too; belt and braces
-            raise InvalidEvent("schema_violation", "interaction_id: required (a string) unless channel is given")
+            raise InvalidEvent("schema_violation",
+                               "interaction_id: required (a string) unless channel is given")
         return Survey(
             data["event_id"],
             interaction_id,

@@ -136,7 +136,7 @@ def merge_into(acc: list[float], other: Sequence[float]) -> None:
     """Add a partial aggregate; refuses vectors of another layout (e.g. state from an older build)."""
     if len(acc) != STATS_LEN or len(other) != STATS_LEN:
         raise ValueError(f"stats vectors must have length {STATS_LEN}, got {len(acc)} and {len(other)}")
-    acc[:] = [a + b for a, b in zip(acc, other)]
+    acc[:] = [a + b for a, b in zip(acc, other, strict=True)]
 
 
 def wilson_pct(k: float, n: float) -> list[float] | None:

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -146,7 +146,7 @@ def expected_records_per_interaction(incident: str | None = None) -> float:
     return 1.0 + total / sum(_CHANNEL_WEIGHTS)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def format_time(ms: int) -> str:
@@ -287,7 +287,8 @@ def backfilled(
     return _backfilled(history, live, start_ms)
 
 
-def _backfilled(history: Iterator[SimRecord], live: Iterator[SimRecord], start_ms: int) -> Iterator[SimRecord]:
+def _backfilled(history: Iterator[SimRecord], live: Iterator[SimRecord],
+                start_ms: int) -> Iterator[SimRecord]:
     record = None
     for record in history:
         if record.event_ms >= start_ms:
@@ -305,6 +306,21 @@ def _backfilled(history: Iterator[SimRecord], live: Iterator[SimRecord], start_m
             tail.append(record)
         record = next(history, None)
     yield from heapq.merge(tail, live, key=lambda r: r.event_ms)
+
+
+def _latent_ease(c: _Channel, skill: float, touchpoint: str, wait: float, transfers: int,
+                 resolved: bool | None, abandoned: bool, hit: bool) -> float:
+    """Latent ease on the 1-7 scale (draws nothing from the random generator)."""
+    ease = c.ease + (0.0 if abandoned else skill) + _TOUCHPOINT_EASE[touchpoint]
+    ease -= 0.6 * max(0.0, math.log(wait / c.wait_median_s))  # waiting longer than usual hurts
+    ease -= 0.5 * transfers
+    if resolved is not None:
+        ease += 0.3 if resolved else -1.2
+    if abandoned:
+        ease -= 1.5
+    if hit:
+        ease -= _INCIDENT_EASE_DROP
+    return _clip(ease, 1.0, 7.0)
 
 
 def _interaction(
@@ -334,17 +350,7 @@ def _interaction(
     resolved = None if abandoned else rng.random() < fcr_p
     says_resolved = resolved is not None and rng.random() >= _RESOLVED_ABSENT_P
 
-    # Latent ease on the 1-7 scale.
-    ease = c.ease + (0.0 if abandoned else skill) + _TOUCHPOINT_EASE[touchpoint]
-    ease -= 0.6 * max(0.0, math.log(wait / c.wait_median_s))  # waiting longer than usual hurts
-    ease -= 0.5 * transfers
-    if resolved is not None:
-        ease += 0.3 if resolved else -1.2
-    if abandoned:
-        ease -= 1.5
-    if hit:
-        ease -= _INCIDENT_EASE_DROP
-    ease = _clip(ease, 1.0, 7.0)
+    ease = _latent_ease(c, skill, touchpoint, wait, transfers, resolved, abandoned, hit)
 
     interaction_id = _uuid(rng)
     started_ms = closed_ms - int(round((wait + handle) * 1000))
@@ -549,7 +555,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(seed + 1); --count then counts the live records")
     parser.add_argument("--bootstrap", default=env("CX_KAFKA_BOOTSTRAP", DEFAULT_BOOTSTRAP),
                         help="Kafka bootstrap servers (env CX_KAFKA_BOOTSTRAP)")
-    parser.add_argument("--interactions-topic", default=env("CX_TOPIC_INTERACTIONS", DEFAULT_TOPIC_INTERACTIONS),
+    parser.add_argument("--interactions-topic",
+                        default=env("CX_TOPIC_INTERACTIONS", DEFAULT_TOPIC_INTERACTIONS),
                         help="env CX_TOPIC_INTERACTIONS")
     parser.add_argument("--surveys-topic", default=env("CX_TOPIC_SURVEYS", DEFAULT_TOPIC_SURVEYS),
                         help="env CX_TOPIC_SURVEYS")
@@ -597,6 +604,7 @@ def _dry_run(records: Iterable[SimRecord], interactions_topic: str, surveys_topi
 async def _produce_until_stopped(records: Iterable[SimRecord], args: argparse.Namespace, rate: float,
                                  origin_ms: int | None = None) -> int:
     task = asyncio.current_task()
+    assert task is not None  # a coroutine run by asyncio
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)

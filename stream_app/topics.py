@@ -69,7 +69,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
         if wrong:
             raise ConfigError(
                 "topics are not co-partitioned: " + "; ".join(wrong)
-                + f". Set CX_PARTITIONS to match, or recreate these topics with {settings.partitions} partitions."
+                + ". Set CX_PARTITIONS to match, or recreate these topics with "
+                + f"{settings.partitions} partitions."
             )
         missing = [t for t in wanted if t.name not in existing]
         if not missing:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -60,13 +61,10 @@ def _newest(docs: list[dict]) -> dict:
     return max(docs, key=lambda d: (str(d.get("window_end", "")), str(d.get("updated_at", ""))))
 
 
-def render(snapshots: dict[str, dict], window: str, tenant: str) -> str:
-    """The wallboard table of the rolling snapshots of ``window`` and ``tenant`` (no trailing newline).
-
-    ``snapshots``: Kafka key -> snapshot document, as read from the score topic. Final snapshots,
-    other windows, other tenants and dimensions other than ``all`` and ``channel`` are left out.
-    Rows: ``all`` first (when present), then channels by interactions, most first.
-    """
+def _select(snapshots: dict[str, dict], window: str,
+            tenant: str) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The rolling snapshots of ``window`` and ``tenant``: those of dimension ``all``, and those of
+    dimension ``channel`` by channel."""
     overall: list[dict] = []
     channels: dict[str, list[dict]] = {}
     for doc in snapshots.values():
@@ -78,7 +76,31 @@ def render(snapshots: dict[str, dict], window: str, tenant: str) -> str:
             overall.append(doc)
         elif doc.get("dimension") == "channel" and isinstance(doc.get("key"), str):
             channels.setdefault(doc["key"], []).append(doc)
+    return overall, channels
 
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """The lines of the table: the first row (the column names) underlined, names left-aligned,
+    figures right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w)
+                                             for cell, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def render(snapshots: dict[str, dict], window: str, tenant: str) -> str:
+    """The wallboard table of the rolling snapshots of ``window`` and ``tenant`` (no trailing newline).
+
+    ``snapshots``: Kafka key -> snapshot document, as read from the score topic. Final snapshots,
+    other windows, other tenants and dimensions other than ``all`` and ``channel`` are left out.
+    Rows: ``all`` first (when present), then channels by interactions, most first.
+    """
+    overall, channels = _select(snapshots, window, tenant)
     title = f"CX scores  tenant {tenant}  window {window}"
     if not overall and not channels:
         return f"{title}\nwaiting for snapshots\u2026"
@@ -97,23 +119,18 @@ def render(snapshots: dict[str, dict], window: str, tenant: str) -> str:
 
     end = head.get("window_end")
     other_windows: list[str] = []
-    rows = [_COLUMNS]
+    rows: list[tuple[str, ...]] = [_COLUMNS]
     if total is not None:
         rows.append(_row("all", total))
     for name, doc in sorted(latest.items(), key=volume):
         label = name
         if doc.get("window_end") != end:  # a channel whose last snapshot is of another window
             label += "*"
-            other_windows.append(f"{name} {doc.get('window_start', NULL)} \u2192 {doc.get('window_end', NULL)}")
+            other_windows.append(
+                f"{name} {doc.get('window_start', NULL)} \u2192 {doc.get('window_end', NULL)}")
         rows.append(_row(label, doc))
 
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-    lines = [header, ""]
-    for i, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:])]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = [header, "", *_table(rows)]
     if other_windows:
         lines.append("")
         lines.append("* another window: " + "; ".join(other_windows))
@@ -201,11 +218,12 @@ async def _watch(args: argparse.Namespace) -> int:
         await consumer.start()
     try:
         if not args.once:
-            _show(CLEAR + render({}, args.window, args.tenant) + f"\n(topic {topic} on {settings.kafka_bootstrap})")
+            _show(CLEAR + render({}, args.window, args.tenant)
+                  + f"\n(topic {topic} on {settings.kafka_bootstrap})")
         tps = await _assign(consumer, topic, deadline)
         if not tps:
-            print(f"cx watch: topic {topic!r} not found on {settings.kafka_bootstrap} after {args.timeout:g} s",
-                  file=sys.stderr)
+            print(f"cx watch: topic {topic!r} not found on {settings.kafka_bootstrap} "
+                  f"after {args.timeout:g} s", file=sys.stderr)
             return 1
         ends = await consumer.end_offsets(tps)
         behind = {tp for tp in tps if ends[tp] > 0}  # caught up once every position reaches its end
@@ -222,7 +240,7 @@ async def _watch(args: argparse.Namespace) -> int:
                 if not behind and board.has_overall():
                     _show(render(board.snapshots, args.window, args.tenant))
                     return 0
-                if now >= deadline:
+                if deadline is not None and now >= deadline:
                     print(f"cx watch: no rolling 'all' snapshot for tenant {args.tenant!r}, window "
                           f"{args.window!r} on topic {topic!r} after {args.timeout:g} s", file=sys.stderr)
                     return 1
@@ -260,7 +278,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tenant", default="default", help="tenant (default: default)")
     parser.add_argument("--every", type=_positive, default=2.0, help="seconds between redraws (default 2)")
     parser.add_argument("--once", action="store_true",
-                        help="print one table once an 'all' snapshot is there, then exit (0; 1 after --timeout)")
+                        help="print one table once an 'all' snapshot is there, then exit "
+                             "(0; 1 after --timeout)")
     parser.add_argument("--timeout", type=_positive, default=30.0,
                         help="with --once: seconds to wait for a snapshot (default 30)")
     return parser
@@ -270,13 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m stream_app watch [options]``; returns the exit status."""
     args = _parser().parse_args(argv)
     with contextlib.suppress(AttributeError, ValueError):
-        sys.stdout.reconfigure(errors="replace")  # "–" on a terminal that cannot show it
+        # "–" on a terminal that cannot show it; a stream without reconfigure is left as it is
+        cast(io.TextIOWrapper, sys.stdout).reconfigure(errors="replace")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                             stream=sys.stderr)
 
     async def run() -> int:
         task = asyncio.current_task()
+        assert task is not None  # run() is a coroutine run by asyncio.run
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         return await _watch(args)

@@ -29,7 +29,8 @@ def _ces_band(answer: dict) -> str | None:
 def expected_counts(interactions: list[dict], surveys: list[dict], dimension: str = "channel",
                     window_ms: int = DAY_MS) -> dict[tuple[str, int], dict[str, int]]:
     """(key, window start) -> counts, for tumbling windows of ``window_ms`` in one tenant."""
-    attr = {"channel": "channel", "queue": "queue", "agent": "agent_id", "touchpoint": "touchpoint"}.get(dimension)
+    attr = {"channel": "channel", "queue": "queue", "agent": "agent_id",
+            "touchpoint": "touchpoint"}.get(dimension)
     by_id = {}
     for ix in interactions:
         by_id.setdefault(ix["interaction_id"], ix)
@@ -74,7 +75,8 @@ def snapshot_matches(doc: dict, counts: dict[str, int]) -> list[str]:
     c = defaultdict(int, counts)
     checks = {
         "interactions.n": (doc["interactions"]["n"], c["interactions"]),
-        "interactions.abandoned_pct": (doc["interactions"]["abandoned_pct"], pct(c["abandoned"], c["interactions"])),
+        "interactions.abandoned_pct": (doc["interactions"]["abandoned_pct"],
+                                       pct(c["abandoned"], c["interactions"])),
         "ces.n": (doc["ces"]["n"], c["ces_n"]),
         "ces.easy_pct": (doc["ces"]["easy_pct"], pct(c["ces_easy"], c["ces_n"])),
         "ces.difficult_pct": (doc["ces"]["difficult_pct"], pct(c["ces_difficult"], c["ces_n"])),

@@ -45,31 +45,41 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._records)
 
-    async def flush(self) -> None:
+    async def flush(self) -> dict[tuple[str, int], int]:
         """Send everything added so far and wait until the broker has acknowledged all of it.
 
         Records with an explicit partition (changelogs, partials: nearly all of them) are packed
         into one record batch per partition, which costs a fraction of one send per record.
+        Returns the offset of the last record written per (topic, partition) so packed.
         """
         records, self._records = self._records, []
         if not records:
-            return
+            return {}
         producer = raw_producer(self._producer)
         pending = []
-        by_partition: dict[tuple[str, int], list] = {}
+        by_partition: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers | None]]] = {}
         for topic, partition, key, value, headers in records:
             if partition is None:
                 pending.append(await producer.send(topic, value, key=key, headers=list(headers or ())))
             else:
                 by_partition.setdefault((topic, partition), []).append((key, value, headers))
+        batches: list[tuple[tuple[str, int], int, Any]] = []  # (topic, partition), records, future
         for (topic, partition), rows in by_partition.items():
-            batch = producer.create_batch()
+            batch, count = producer.create_batch(), 0
             for key, value, headers in rows:
                 while batch.append(timestamp=None, key=key, value=value, headers=list(headers or ())) is None:
-                    pending.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-            pending.append(await producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*pending)
+                    batches.append(((topic, partition), count, await producer.send_batch(batch, topic,
+                                                                                     partition=partition)))
+                    batch, count = producer.create_batch(), 0
+                count += 1
+            batches.append(((topic, partition), count,
+                            await producer.send_batch(batch, topic, partition=partition)))
+        await asyncio.gather(*pending, *(future for _, _, future in batches))
+        last: dict[tuple[str, int], int] = {}
+        for tp, count, future in batches:
+            if count:
+                last[tp] = max(last.get(tp, -1), future.result().offset + count - 1)
+        return last
 
 
 async def read_since(settings: Settings, topic: str, since_ms: int) -> list[Any]:

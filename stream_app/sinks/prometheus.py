@@ -14,14 +14,13 @@ from importlib import metadata
 from typing import Any
 
 import faust
-import orjson
 from faust.types import TP
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from stream_app.engine.codec import scope_key, scope_partition
 from stream_app.faust_bridge import BatchApp, consumer_lag
-from stream_app.intake import scope_partition
 
 Scope = tuple[str, str, str]  # tenant, dimension, key
 
@@ -136,7 +135,7 @@ def forget_unowned(owned: set[int], partitions: int) -> None:
     Their new owner exports them; a stale copy here would show twice in every sum over workers.
     """
     def unowned(scope: Scope) -> bool:
-        return scope_partition(orjson.dumps(scope), partitions) not in owned
+        return scope_partition(scope_key(scope), partitions) not in owned
 
     for labels, scope in list(_score_series.items()):
         if unowned(scope):
@@ -160,8 +159,12 @@ class PipelineHealth(Collector):
         self.partitions = partitions
         self.assigned_at: float | None = None
 
-    def on_assigned(self, _sender: Any, assigned: set[TP], **_: Any) -> None:
-        """Faust signal: a new assignment starts table recovery and may move scopes away."""
+    def on_assigned(self, _sender: Any, /, *args: Any, **_: Any) -> None:
+        """Faust signal: a new assignment starts table recovery and may move scopes away.
+
+        Faust sends the assignment (a set of TP) as the one argument after the sender; the
+        signature is the one mode's signal handlers have, so the assignment is unpacked here."""
+        assigned: set[TP] = args[0]
         self.assigned_at = time.monotonic()
         forget_unowned({tp.partition for tp in assigned if tp.topic == self.partials_topic}, self.partitions)
 

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -248,14 +248,15 @@ class Reader:
     async def scopes(self, tenants: Filter = None, dimensions: Filter = None, keys: Filter = None,
                      windows: Filter = None) -> list[Scope]:
         if tenants is None:
-            names = sorted(t.decode() for t in await self.client.zrange(TENANTS, 0, -1))
+            # the client does not decode responses: members are bytes
+            names = sorted(t.decode() for t in cast(list[bytes], await self.client.zrange(TENANTS, 0, -1)))
         else:
             names = sorted(tenants)
         pipe = self.client.pipeline(transaction=False)
         for tenant in names:
             pipe.zrange(index_key(tenant), 0, -1)
         found: list[Scope] = []
-        for tenant, members in zip(names, await pipe.execute()):
+        for tenant, members in zip(names, await pipe.execute(), strict=True):
             for member in members:
                 dimension, key, window = orjson.loads(member)
                 if _accepts(dimensions, dimension) and _accepts(keys, key) and _accepts(windows, window):
@@ -277,7 +278,7 @@ class Reader:
         for scope in scopes:
             pipe.zrange(history_key(*scope), 0, -1, withscores=True)
         series = []
-        for (tenant, dimension, key, window), rows in zip(scopes, await pipe.execute()):
+        for (tenant, dimension, key, window), rows in zip(scopes, await pipe.execute(), strict=True):
             if rows:
                 since = rows[-1][1] - minutes * 60_000
                 series.append({"tenant": tenant, "dimension": dimension, "key": key, "window": window,
@@ -295,7 +296,9 @@ class Reader:
         events: list[dict] = []
         newest = "+"
         while len(events) < limit:
-            rows = await self.client.xrevrange(ALERT_STREAM, max=newest, count=max(limit, 100))
+            # the client does not decode responses: ids and fields are bytes
+            rows = cast(list[tuple[bytes, dict[bytes, bytes]]],
+                        await self.client.xrevrange(ALERT_STREAM, max=newest, count=max(limit, 100)))
             for _, fields in rows:
                 event = orjson.loads(fields[b"event"])
                 if _accepts(tenants, event.get("tenant")):

@@ -213,7 +213,7 @@ async def read_model_differences(deployment: Deployment, redis: Any) -> tuple[bo
     rolling = {score_key(d["tenant"], d["dimension"], d["key"], d["window"]): d
                for d in latest.values() if not d["final"]}
     served = redis.mget(list(rolling)) if rolling else []
-    diffs = [key for key, value in zip(rolling, served)
+    diffs = [key for key, value in zip(rolling, served, strict=True)
              if value is None or orjson.loads(value) != rolling[key]]
     diffs += sorted({key.decode() for key in redis.scan_iter("cx:score:*")} - rolling.keys())
     return not diffs, diffs[:20], len(rolling)

@@ -111,8 +111,9 @@ def wrong_answer(draw):
 @st.composite
 def missing_field(draw):
     kind = draw(st.sampled_from("is"))
+    # without channel, a survey's interaction_id is required
     required = ("event_id", "interaction_id", "channel", "closed_at") if kind == "i" else \
-        ("event_id", "answered_at", "answers", "interaction_id")  # without channel, interaction_id is required
+        ("event_id", "answered_at", "answers", "interaction_id")
     event = dict(INTERACTION if kind == "i" else SURVEY)
     del event[draw(st.sampled_from(required))]
     return kind, encode(event), "schema_violation"
@@ -232,7 +233,8 @@ def unusual_but_valid(traffic: Traffic, topics: dict[str, str]) -> list[tuple[tu
     events = []
     for number, fields in enumerate(variants):
         interaction = {**INTERACTION, "event_id": f"odd-i-{number}", "interaction_id": f"odd-{number}",
-                       "closed_at": format_time(at + number), "started_at": format_time(at - 60_000), **fields}
+                       "closed_at": format_time(at + number), "started_at": format_time(at - 60_000),
+                       **fields}
         survey = {**SURVEY, "event_id": f"odd-s-{number}", "interaction_id": f"odd-{number}",
                   "answered_at": format_time(at + 60_000 + number),
                   "answers": [{"metric": "ces", "value": 10**17, "scale_min": 1, "scale_max": 10**18}]}
@@ -257,8 +259,8 @@ async def test_bad_records_at_volume_each_dead_lettered_with_its_reason_and_ever
                    traffic.surveys + [e for (t, _, _), e in odd if t == topics["surveys"]])
     bad = draw_examples(bad_record, 600)
     reasons = Counter(reason for _, _, reason in bad)
-    assert set(reasons) == {"schema_violation", "value_out_of_scale", "nps_scale", "bad_timestamp", "oversize",
-                            "invalid_json", "not_an_object"}
+    assert set(reasons) == {"schema_violation", "value_out_of_scale", "nps_scale", "bad_timestamp",
+                            "oversize", "invalid_json", "not_an_object"}
 
     keys = [key for _, key, _ in traffic.records]
     rng = random.Random(21)

@@ -26,8 +26,8 @@ def kafka(action: str) -> None:
     assert done.returncode == 0, f"kafka.sh {action}:\n{done.stdout}\n{done.stderr}"
 
 
-async def test_broker_restart_mid_stream_worker_reconnects_by_itself_and_loses_nothing(deployment, start_worker,
-                                                                                        figures):
+async def test_broker_restart_mid_stream_worker_reconnects_by_itself_and_loses_nothing(
+        deployment, start_worker, figures):
     traffic = simulated(deployment, 16_000, seed=12, rate=20.0)
     half = len(traffic.records) // 2
     # Small batches: the worker is still working through the first half when the broker goes.

@@ -11,8 +11,17 @@ import asyncio
 
 import pytest
 
-from tests.faults.ledger import (dead_expected, metric, produce_paced, records_of, samples,
-                                 settle_dead_letters, spoil, tally, until_processing)
+from tests.faults.ledger import (
+    dead_expected,
+    metric,
+    produce_paced,
+    records_of,
+    samples,
+    settle_dead_letters,
+    spoil,
+    tally,
+    until_processing,
+)
 from tests.harness import Deployment, latest_snapshots, produce, wait_for
 from tests.integration.traffic import settle, simulated
 
@@ -22,7 +31,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 async def test_kill9_mid_stream_twice_keeps_every_window_exact(deployment, start_worker, figures):
     traffic = simulated(deployment, 24_000, seed=5, rate=20.0)
     entries = spoil(traffic, every=1_000)
-    thirds = [entries[i::3] for i in range(3)]  # each third spans the whole day: out of order, within lateness
+    # each third spans the whole day: out of order, within lateness
+    thirds = [entries[i::3] for i in range(3)]
     worker = start_worker()
     expected = {}
     for number, chunk in enumerate(thirds):
@@ -85,8 +95,8 @@ async def test_two_workers_give_the_same_windows_as_one(deployment, workers, tmp
         assert metric(worker.metrics(), "cx_records_processed_total") > 0, f"{worker.name} owned no partition"
 
 
-async def test_killing_one_of_two_workers_hands_its_partitions_over_with_windows_exact(deployment, start_worker,
-                                                                                       figures):
+async def test_killing_one_of_two_workers_hands_its_partitions_over_with_windows_exact(
+        deployment, start_worker, figures):
     traffic = simulated(deployment, 16_000, seed=10, rate=20.0)
     entries = spoil(traffic, every=1_000)
     survivor = start_worker("w1")
@@ -113,7 +123,8 @@ def _without_clock(latest: dict[str, dict]) -> dict[str, dict]:
             if any(doc[group]["n"] for group in ("ces", "csat", "nps", "interactions"))}
 
 
-async def assert_settled_after_kills(deployment, traffic, entries, expected, figures, **settle_options) -> None:
+async def assert_settled_after_kills(deployment, traffic, entries, expected, figures,
+                                     **settle_options) -> None:
     """Exact windows and every dead letter accounted for (repeats allowed: outputs are at-least-once)."""
     settled = await settle(deployment, traffic, timeout=120, **settle_options)
     found, problems = await settle_dead_letters(deployment, expected, repeats=True)

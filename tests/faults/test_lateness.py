@@ -15,8 +15,17 @@ import orjson
 import pytest
 
 from stream_app.simulate import format_time
-from tests.faults.ledger import (Bad, Entry, behind, dead_expected, event_ms, partition_for, records_of,
-                                 settle_dead_letters, tally)
+from tests.faults.ledger import (
+    Bad,
+    Entry,
+    behind,
+    dead_expected,
+    event_ms,
+    partition_for,
+    records_of,
+    settle_dead_letters,
+    tally,
+)
 from tests.harness import Deployment, dumps, produce
 from tests.integration.traffic import Traffic, settle, simulated
 from tests.reference import to_ms
@@ -45,12 +54,13 @@ async def feed_and_judge(deployment: Deployment, start_worker, stream: list[tupl
     letter with ``too_late``, every other one counted. Returns each record's lag and the snapshots."""
     records = [(topic, event["interaction_id"].encode(), dumps(event)) for topic, event in stream]
     lags = behind([(topic, partition_for(key, deployment.partitions), event_ms(event))
-                   for (topic, key, _), (_, event) in zip(records, stream)], LATENESS_MS)
+                   for (topic, key, _), (_, event) in zip(records, stream, strict=True)], LATENESS_MS)
     late = [lag > LATENESS_MS for lag in lags]
     entries: list[Entry] = [(record, Bad(record[1], record[2], "too_late") if is_late else None)
-                            for record, is_late in zip(records, late)]
-    counted = [event for (topic, event), is_late in zip(stream, late) if not is_late]
-    accepted = Traffic([], [e for e in counted if "closed_at" in e], [e for e in counted if "answered_at" in e])
+                            for record, is_late in zip(records, late, strict=True)]
+    counted = [event for (topic, event), is_late in zip(stream, late, strict=True) if not is_late]
+    accepted = Traffic([], [e for e in counted if "closed_at" in e],
+                       [e for e in counted if "answered_at" in e])
     worker = start_worker()
     sent = await produce(records_of(entries))
     assert [m.partition for m in sent] == [partition_for(key, deployment.partitions) for _, key, _ in records]
@@ -123,12 +133,13 @@ async def test_clock_skewed_producers_ahead_within_lateness_count_and_behind_bey
     skews = {"sms": 20 * MINUTE_MS, "social": -90 * MINUTE_MS}
     stream, shifted_by = skewed(traffic, skews, start + 3 * MINUTE_MS)
     lags, latest = await feed_and_judge(deployment, start_worker, stream, figures, **skews)
-    ahead = [lag for lag, by in zip(lags, shifted_by) if by == "sms"]
-    behind_ = [lag for lag, by in zip(lags, shifted_by) if by == "social"]
+    ahead = [lag for lag, by in zip(lags, shifted_by, strict=True) if by == "sms"]
+    behind_ = [lag for lag, by in zip(lags, shifted_by, strict=True) if by == "social"]
     assert ahead and all(lag <= LATENESS_MS for lag in ahead), "20 minutes ahead: every sms event counts"
-    assert behind_ and all(lag > LATENESS_MS for lag in behind_), "90 minutes behind: every social one too late"
+    assert behind_ and all(lag > LATENESS_MS for lag in behind_), \
+        "90 minutes behind: every social one too late"
     # The rolling view follows the fastest clock: the watermark is the highest event time counted.
-    newest = max(event_ms(e) for (_, e), lag in zip(stream, lags) if lag <= LATENESS_MS)
+    newest = max(event_ms(e) for (_, e), lag in zip(stream, lags, strict=True) if lag <= LATENESS_MS)
     assert to_ms(latest["default/all/all/15m"]["window_end"]) == (newest // MINUTE_MS + 1) * MINUTE_MS
     assert newest > max(event_ms(e) for _, e in events_of(traffic)), "the newest event time is a skewed one"
 
@@ -143,7 +154,7 @@ async def test_producer_clock_far_ahead_makes_the_others_too_late_on_every_parti
     lags, _ = await feed_and_judge(deployment, start_worker, stream, figures, email=180 * MINUTE_MS)
     jumped: set[tuple[str, int]] = set()
     after_jump = []
-    for (topic, event), lag, by in zip(stream, lags, shifted_by):
+    for (topic, event), lag, by in zip(stream, lags, shifted_by, strict=True):
         where = (topic, partition_for(event["interaction_id"].encode(), deployment.partitions))
         if by:
             jumped.add(where)

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.slow]
 async def test_redis_outage_never_stops_processing_and_the_read_model_catches_up(deployment, start_worker,
                                                                                  redis_server, figures):
     traffic = simulated(deployment, 9_000, seed=13)  # about 23 minutes of event time, in order
-    before_outage, during_outage = simulated(deployment, 3_000, seed=13), simulated(deployment, 6_000, seed=13)
+    before_outage = simulated(deployment, 3_000, seed=13)
+    during_outage = simulated(deployment, 6_000, seed=13)
     worker = start_worker(CX_REDIS_URL=redis_server.url)
     redis = redis_server.client()
 

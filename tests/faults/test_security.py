@@ -16,8 +16,14 @@ from redis.asyncio.connection import SSLConnection
 from stream_app.app import _credentials
 from stream_app.settings import Settings
 from stream_app.sinks.redis import ReadModel
-from tests.faults.ledger import (Bad, dead_expected, read_model_differences, records_of, settle_dead_letters,
-                                 tally)
+from tests.faults.ledger import (
+    Bad,
+    dead_expected,
+    read_model_differences,
+    records_of,
+    settle_dead_letters,
+    tally,
+)
 from tests.harness import BOOTSTRAP, Deployment, Worker, dumps, produce, read_all, wait_for
 from tests.integration.traffic import Traffic, settle, simulated
 from tests.redis_server import RedisServer
@@ -47,7 +53,8 @@ async def test_kafka_security_settings_reach_faust_and_every_aiokafka_client_ali
     tls = "SSL" in protocol
     assert isinstance(ours.get("ssl_context"), ssl.SSLContext) is tls
     assert isinstance(faust_side.get("ssl_context"), ssl.SSLContext) is tls
-    await AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:1", **ours).close()  # aiokafka accepts them together
+    # aiokafka accepts them together
+    await AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:1", **ours).close()
     assert SASL_PASSWORD not in repr(settings)
 
 
@@ -152,7 +159,8 @@ async def test_customer_id_and_comment_appear_nowhere_the_run_writes_but_the_dea
     traffic = with_personal_data(simulated(deployment, 2_000, seed=42, incident="chat"))
     topics = deployment.topics
     interaction, survey = traffic.interactions[0], traffic.surveys[0]
-    bad = [(topics["interactions"], {**interaction, "event_id": "bad-1", "closed_at": "now"}, "bad_timestamp"),
+    bad = [(topics["interactions"], {**interaction, "event_id": "bad-1", "closed_at": "now"},
+            "bad_timestamp"),
            (topics["surveys"], {**survey, "event_id": "bad-2", "answers": [{"metric": "csat", "value": 9}]},
             "value_out_of_scale")]
     entries = [(record, None) for record in traffic.records]
@@ -181,8 +189,9 @@ async def test_customer_id_and_comment_appear_nowhere_the_run_writes_but_the_dea
     scanned = await _every_topic_of(deployment)
     for topic in scanned:
         if topic not in (topics["interactions"], topics["surveys"], topics["dead_letter"]):
-            written[f"topic {topic}"] = [part for r in await read_all(topic)
-                                         for part in (r.key or b"", r.value or b"", *(v for _, v in r.headers))]
+            written[f"topic {topic}"] = [
+                part for r in await read_all(topic)
+                for part in (r.key or b"", r.value or b"", *(v for _, v in r.headers))]
     leaks = sorted(where for where, parts in written.items() for part in parts if any(p in part for p in PII))
     lost, duplicated = tally(settled.latest, traffic)
     figures(fed=len(entries), lost=lost, duplicated=duplicated, dead_lettered=len(found),

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from stream_app.alerts import alert_key
-from stream_app.rollup import ALERT, unsent_key
+from stream_app.engine.codec import ALERT, unsent_key
 from stream_app.simulate import generate
 from stream_app.snapshot import rfc3339
 from tests.harness import ROOT, dumps, latest_snapshots, produce, read_all, wait_for
@@ -47,7 +47,8 @@ def ces_surveys(minute: int, easy: int, difficult: int, neutral: int = 0) -> lis
     values = [7] * easy + [1] * difficult + [4] * neutral
     events = []
     for i, value in enumerate(values):
-        events.append({"event_id": f"sv-{next(_ids)}", "channel": "chat", "answered_at": rfc3339(at_ms + i * 1000),
+        events.append({"event_id": f"sv-{next(_ids)}", "channel": "chat",
+                       "answered_at": rfc3339(at_ms + i * 1000),
                        "answers": [{"metric": "ces", "value": value}]})
     return [("surveys", e["event_id"].encode(), dumps(e)) for e in events]
 
@@ -78,7 +79,8 @@ def statuses(events: list[dict], name: str) -> list[str]:
     return [e["status"] for e in events if e["rule"] == name]
 
 
-async def test_incident_on_chat_fires_one_alert_for_chat_only_and_recovery_resolves_it(deployment, start_worker):
+async def test_incident_on_chat_fires_one_alert_for_chat_only_and_recovery_resolves_it(
+        deployment, start_worker):
     """Example rules, simulator traffic: 30 minutes of a chat incident, then 45 healthy minutes."""
     start_worker(CX_RULES_FILE=str(EXAMPLE_RULES))
     start = to_ms(T0)
@@ -92,7 +94,8 @@ async def test_incident_on_chat_fires_one_alert_for_chat_only_and_recovery_resol
     # move in small steps as they would on a live shift (alerts are judged on rolling snapshots).
     for chunk_start in range(start, end, 2 * MINUTE_MS):
         chunk = [r for r in records if chunk_start <= r.event_ms < chunk_start + 2 * MINUTE_MS]
-        await produce([(topics["interactions" if r.kind == "interaction" else "surveys"], r.key, dumps(r.value))
+        await produce([(topics["interactions" if r.kind == "interaction" else "surveys"], r.key,
+                        dumps(r.value))
                        for r in chunk])
         last = max(r.event_ms for r in chunk)
         await wait_snapshot(deployment, "default/all/all/15m",
@@ -116,7 +119,8 @@ async def test_incident_on_chat_fires_one_alert_for_chat_only_and_recovery_resol
 async def test_metric_hovering_between_threshold_and_clear_does_not_flap(deployment, start_worker, tmp_path):
     """One-minute tumbling windows, ten answers a minute (min_samples 10 ignores partial minutes)."""
     deployment.partitions = 1
-    rules = write_rules(tmp_path, "rules:\n" + rule("hover", window="1m", threshold=0, clear=30, min_samples=10))
+    rules = write_rules(tmp_path,
+                        "rules:\n" + rule("hover", window="1m", threshold=0, clear=30, min_samples=10))
     start_worker(CX_RULES_FILE=rules, CX_WINDOWS="1m:1m:1m")
     # net ease per minute: -60 fires; +20, -20, +20 hover (no event); +80 resolves.
     minutes = [(2, 8), (6, 4), (4, 6), (6, 4), (9, 1)]
@@ -124,7 +128,8 @@ async def test_metric_hovering_between_threshold_and_clear_does_not_flap(deploym
         await send(deployment, ces_surveys(minute, easy, difficult))
         start = rfc3339(to_ms(T0) + minute * MINUTE_MS)
         await wait_snapshot(deployment, "default/channel/chat/1m",
-                            lambda d, s=start: d["window_start"] == s and d["ces"]["n"] == 10, f"minute {minute}")
+                            lambda d, s=start: d["window_start"] == s and d["ces"]["n"] == 10,
+                            f"minute {minute}")
     events = await wait_alerts(deployment, lambda es: "resolved" in statuses(es, "hover"), "hover resolved")
     assert statuses(events, "hover") == ["firing", "resolved"]
     assert events[0]["alert_id"] == events[1]["alert_id"]
@@ -137,14 +142,17 @@ async def test_min_samples_and_significance_hold_back_an_alert_on_a_handful_of_a
                         + rule("needs-significance", significant="true"))
     start_worker(CX_RULES_FILE=rules)
     await send(deployment, ces_surveys(0, easy=0, difficult=3))
-    events = await wait_alerts(deployment, lambda es: "firing" in statuses(es, "control"), "control fires on 3")
+    events = await wait_alerts(deployment, lambda es: "firing" in statuses(es, "control"),
+                               "control fires on 3")
     await wait_snapshot(deployment, "default/channel/chat/1d", lambda d: d["ces"]["n"] == 3, "3 answers")
     assert events[0]["n"] == 3 and events[0]["value"] == -100.0
     assert statuses(await alerts(deployment), "needs-20") == []
-    assert statuses(await alerts(deployment), "needs-significance") == [], "3 answers: interval reaches above -20"
+    assert statuses(await alerts(deployment), "needs-significance") == [], \
+        "3 answers: interval reaches above -20"
     await send(deployment, ces_surveys(1, easy=0, difficult=40))
     events = await wait_alerts(deployment, lambda es: statuses(es, "needs-20") == ["firing"]
-                               and statuses(es, "needs-significance") == ["firing"], "both fire on 43 answers")
+                               and statuses(es, "needs-significance") == ["firing"],
+                               "both fire on 43 answers")
     assert statuses(events, "control") == ["firing"], "still one episode"
 
 

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio.connection import AbstractConnection
 
 from stream_app.settings import Settings
-from stream_app.sinks.redis import ReadModel, Reader
+from stream_app.sinks.redis import Reader, ReadModel
 from tests.harness import free_port, latest_snapshots, produce, wait_for
 from tests.integration.traffic import assert_exact, simulated
 from tests.reference import to_ms

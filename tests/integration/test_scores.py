@@ -69,7 +69,8 @@ async def test_closed_window_gets_one_final_snapshot_under_its_own_key(deploymen
     doc = await snapshot(deployment, final_key, lambda d: d["final"], "final 15m window")
     assert doc["window_start"] == "2026-11-20T10:00:00Z" and doc["window_end"] == "2026-11-20T10:15:00Z"
     assert doc["interactions"]["n"] == 2 and doc["interactions"]["abandoned_pct"] == 50.0
-    hourly = await snapshot(deployment, "default/all/all/1h/2026-11-20T10:00:00Z", lambda d: d["final"], "final 1h")
+    hourly = await snapshot(deployment, "default/all/all/1h/2026-11-20T10:00:00Z", lambda d: d["final"],
+                            "final 1h")
     assert hourly["interactions"]["n"] == 2
     records = [r for r in await read_all(deployment.topics["scores"]) if r.key.decode() == final_key]
     assert len(records) == 1, "one final snapshot per closed window"
@@ -79,13 +80,16 @@ async def test_survey_joins_its_interaction_whichever_arrives_first(deployment, 
     start_worker()
     # Survey first: counted under `unknown` until the interaction arrives, then moved.
     await send(deployment, ("surveys", survey("s1", "i-late", ces=7)))
-    await snapshot(deployment, "default/channel/unknown/1d", lambda d: d["ces"]["n"] == 1, "survey waits as unknown")
+    await snapshot(deployment, "default/channel/unknown/1d", lambda d: d["ces"]["n"] == 1,
+                   "survey waits as unknown")
     await send(deployment, ("interactions", interaction("e1", "i-late", channel="voice")))
     # Interaction first, survey after.
     await send(deployment, ("interactions", interaction("e2", "i-early", channel="email")))
     await send(deployment, ("surveys", survey("s2", "i-early", ces=2)))
-    voice = await snapshot(deployment, "default/channel/voice/1d", lambda d: d["ces"]["n"] == 1, "voice survey")
-    email = await snapshot(deployment, "default/channel/email/1d", lambda d: d["ces"]["n"] == 1, "email survey")
+    voice = await snapshot(deployment, "default/channel/voice/1d", lambda d: d["ces"]["n"] == 1,
+                           "voice survey")
+    email = await snapshot(deployment, "default/channel/email/1d", lambda d: d["ces"]["n"] == 1,
+                           "email survey")
     assert voice["ces"]["easy_pct"] == 100.0 and email["ces"]["difficult_pct"] == 100.0
     await snapshot(deployment, "default/channel/unknown/1d", lambda d: d["ces"]["n"] == 0, "unknown emptied")
     everything = await snapshot(deployment, "default/all/all/1d", lambda d: d["ces"]["n"] == 2, "all")
@@ -98,18 +102,21 @@ async def test_duplicate_event_ids_are_counted_once_and_reported(deployment, sta
     await send(deployment, ("interactions", first), ("interactions", first), ("interactions", first),
                ("surveys", survey("dup-s", "i1")), ("surveys", survey("dup-s", "i1")))
     await send(deployment, ("interactions", interaction("other", "i2")))
-    doc = await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 2, "two interactions")
+    doc = await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 2,
+                         "two interactions")
     assert doc["ces"]["n"] == 1
 
     async def duplicates_counted():
         text = worker.metrics()
-        return 'outcome="duplicate"' in text and _metric(text, deployment.topics["interactions"], "duplicate") == 2
+        return ('outcome="duplicate"' in text
+                and _metric(text, deployment.topics["interactions"], "duplicate") == 2)
     await wait_for(duplicates_counted, message="cx_events_total duplicate=2")
 
 
 def _metric(text: str, topic: str, outcome: str) -> float:
     for line in text.splitlines():
-        if line.startswith("cx_events_total{") and f'topic="{topic}"' in line and f'outcome="{outcome}"' in line:
+        if (line.startswith("cx_events_total{") and f'topic="{topic}"' in line
+                and f'outcome="{outcome}"' in line):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -119,7 +126,8 @@ async def test_late_event_counts_and_too_late_event_goes_to_dead_letter(deployme
     await send(deployment, ("interactions", interaction("e1", "i1", "2026-11-20T12:00:00Z")))
     await send(deployment, ("interactions", interaction("late", "i1", "2026-11-20T11:30:00Z")),
                ("interactions", interaction("too-late", "i1", "2026-11-20T10:30:00Z")))
-    await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 2, "late one counted")
+    await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 2,
+                   "late one counted")
 
     async def dead():
         return [r for r in await read_all(deployment.topics["dead_letter"])]
@@ -136,7 +144,8 @@ BAD_RECORDS = {
     "schema_violation": ("interactions", dumps({"event_id": "x", "interaction_id": "i9", "channel": "chat"})),
     "value_out_of_scale": ("surveys", dumps(survey("bad-ces", "i9", ces=9))),
     "nps_scale": ("surveys", dumps({**survey("bad-nps", "i9"),
-                                    "answers": [{"metric": "nps", "value": 5, "scale_min": 1, "scale_max": 10}]})),
+                                    "answers": [{"metric": "nps", "value": 5,
+                                                 "scale_min": 1, "scale_max": 10}]})),
     "bad_timestamp": ("interactions", dumps(interaction("bad-time", "i9", closed_at="yesterday"))),
 }
 
@@ -146,7 +155,8 @@ async def test_bad_records_go_to_dead_letter_unchanged_with_reason_and_source(de
     topics = deployment.topics
     await produce([(topics[kind], b"i9", value) for kind, value in BAD_RECORDS.values()])
     await send(deployment, ("interactions", interaction("good", "i9")))
-    await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 1, "good record counted")
+    await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 1,
+                   "good record counted")
 
     async def dead():
         records = await read_all(topics["dead_letter"])
@@ -172,7 +182,8 @@ async def test_topic_with_wrong_partition_count_stops_worker_with_clear_error(de
 
     env = deployment.env("w1")
     settings = Settings(**{k[3:].lower(): v for k, v in env.items()
-                           if k.startswith("CX_") and k[3:].lower() in Settings.model_fields} | {"partitions": 3})
+                           if k.startswith("CX_") and k[3:].lower() in Settings.model_fields}
+                        | {"partitions": 3})
     await ensure_topics(settings)  # the input topics now exist with 3 partitions
     done = subprocess.run([sys.executable, "-m", "stream_app", "worker"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
@@ -187,8 +198,10 @@ async def test_keys_beyond_the_bound_fold_into_other_and_every_event_still_count
     await send(deployment, *[("interactions", interaction(f"k{i}", f"ik{i}", channel=c, queue=None,
                                                           agent_id=None, touchpoint=None))
                              for i, c in enumerate(channels)])
-    everything = await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 6, "all six")
-    other = await snapshot(deployment, "default/channel/other/1d", lambda d: d["interactions"]["n"] == 3, "folded")
+    everything = await snapshot(deployment, "default/all/all/1d", lambda d: d["interactions"]["n"] == 6,
+                                "all six")
+    other = await snapshot(deployment, "default/channel/other/1d", lambda d: d["interactions"]["n"] == 3,
+                           "folded")
     assert everything["interactions"]["n"] == 6 and other["key"] == "other"
     latest = await latest_snapshots(deployment.topics["scores"])
     for kept in ("voice", "chat", "email"):

@@ -45,7 +45,8 @@ def differences(latest: dict[str, dict], traffic: Traffic, dimensions=("all", "c
     """Rolling snapshots of ``window`` against the independent count, per dimension and key."""
     diffs = {}
     for dimension in dimensions:
-        for (key, _start), counts in expected_counts(traffic.interactions, traffic.surveys, dimension).items():
+        expected = expected_counts(traffic.interactions, traffic.surveys, dimension)
+        for (key, _start), counts in expected.items():
             doc = latest.get(f"default/{dimension}/{key}/{window}")
             problems = ["missing"] if doc is None else snapshot_matches(doc, counts)
             if problems:

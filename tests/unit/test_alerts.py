@@ -316,7 +316,7 @@ def test_events_alternate_firing_resolved_and_each_resolved_carries_its_firings_
     assert statuses(events) == ["firing", "resolved"] * (len(events) // 2) + ["firing"] * (len(events) % 2)
     assert alerts.is_firing(state) == (len(events) % 2 == 1)
     last_resolved_ms = None
-    for (t, event), (_, previous) in zip(events, [(None, None)] + events):
+    for (t, event), (_, previous) in zip(events, [(None, None)] + events, strict=False):
         validate_alert(event)
         since_ms = contract.parse_timestamp_ms(event["since"])
         if event["status"] == "resolved":

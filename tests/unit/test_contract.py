@@ -66,7 +66,8 @@ def test_minimal_interaction_gets_contract_defaults():
 
 def test_full_interaction_is_typed_and_channel_lower_cased_and_stripped():
     got = decode_interaction(enc(interaction(
-        tenant=" Acme ", channel="  Chat ", queue=" Chat-Billing", agent_id="Agent-017 ", touchpoint="Returns",
+        tenant=" Acme ", channel="  Chat ", queue=" Chat-Billing", agent_id="Agent-017 ",
+        touchpoint="Returns",
         started_at="2024-05-01T09:50:00Z", closed_at="2024-05-01T12:00:00.123+02:00", wait_seconds=12,
         handle_seconds=300.5, transfers=2, abandoned=True, resolved=False, customer_id="cust-9",
     )))
@@ -80,8 +81,10 @@ def test_full_interaction_is_typed_and_channel_lower_cased_and_stripped():
 
 
 def test_null_optional_fields_count_as_absent():
-    got = decode_interaction(enc(interaction(tenant=None, queue=None, transfers=None, abandoned=None, resolved=None)))
-    assert (got.tenant, got.queue, got.transfers, got.abandoned, got.resolved) == ("default", None, 0, False, None)
+    got = decode_interaction(enc(interaction(tenant=None, queue=None, transfers=None, abandoned=None,
+                                             resolved=None)))
+    assert (got.tenant, got.queue, got.transfers, got.abandoned, got.resolved) == \
+        ("default", None, 0, False, None)
 
 
 def test_integral_float_transfers_become_int():
@@ -112,8 +115,10 @@ def test_higher_is_easier_is_ignored_outside_ces():
 
 
 def test_survey_dimensions_lower_cased_when_given():
-    got = decode_survey(enc(survey(channel=" VOICE", queue="Voice-Billing", agent_id="AGENT-001", touchpoint="Billing")))
-    assert (got.channel, got.queue, got.agent_id, got.touchpoint) == ("voice", "voice-billing", "agent-001", "billing")
+    got = decode_survey(enc(survey(channel=" VOICE", queue="Voice-Billing", agent_id="AGENT-001",
+                                   touchpoint="Billing")))
+    assert (got.channel, got.queue, got.agent_id, got.touchpoint) == \
+        ("voice", "voice-billing", "agent-001", "billing")
 
 
 def test_survey_without_interaction_id_is_accepted_when_channel_is_given():
@@ -185,7 +190,8 @@ def test_missing_required_interaction_field_is_schema_violation_naming_it(field)
     [
         ("event_id", 17), ("event_id", ""), ("event_id", "x" * 257), ("channel", "   "), ("queue", ""),
         ("wait_seconds", "12"), ("wait_seconds", -1), ("handle_seconds", -0.5), ("transfers", 1.5),
-        ("transfers", -1), ("abandoned", "false"), ("abandoned", 0), ("resolved", 1), ("closed_at", 1714557600),
+        ("transfers", -1), ("abandoned", "false"), ("abandoned", 0), ("resolved", 1),
+        ("closed_at", 1714557600),
         ("tenant", ""),
     ],
 )
@@ -195,7 +201,8 @@ def test_mistyped_interaction_field_is_schema_violation_naming_it(field, value):
     assert field in error.detail
 
 
-@pytest.mark.parametrize(("field", "value"), [("transfers", True), ("wait_seconds", True), ("handle_seconds", False)])
+@pytest.mark.parametrize(("field", "value"),
+                         [("transfers", True), ("wait_seconds", True), ("handle_seconds", False)])
 def test_bool_is_not_accepted_as_a_number(field, value):
     error = reason_of(decode_interaction, enc(interaction(**{field: value})))
     assert error.reason == "schema_violation" and field in error.detail
@@ -289,7 +296,8 @@ def test_huge_wait_is_accepted_up_to_what_millisecond_sums_hold_exactly():
 
 
 @pytest.mark.parametrize(
-    "scale", [{"scale_min": 1, "scale_max": 10}, {"scale_min": 1}, {"scale_max": 5}, {"scale_min": 0, "scale_max": 9}]
+    "scale",
+    [{"scale_min": 1, "scale_max": 10}, {"scale_min": 1}, {"scale_max": 5}, {"scale_min": 0, "scale_max": 9}],
 )
 def test_nps_on_any_scale_but_zero_to_ten_is_nps_scale(scale):
     answer = {"metric": "nps", "value": 5, **scale}
@@ -325,8 +333,9 @@ def test_bad_timestamp(stamp):
     assert reason_of(decode_survey, enc(survey(answered_at=stamp))).reason == "bad_timestamp"
 
 
-@pytest.mark.parametrize("stamp", ["9000-01-01T00:00:00Z", "9999-12-31T23:30:00Z", "8999-12-31T23:00:00-01:00",
-                                   "1969-12-31T23:59:59.999Z", "0001-01-01T00:05:00Z"])
+@pytest.mark.parametrize("stamp", ["9000-01-01T00:00:00Z", "9999-12-31T23:30:00Z",
+                                   "8999-12-31T23:00:00-01:00", "1969-12-31T23:59:59.999Z",
+                                   "0001-01-01T00:05:00Z"])
 def test_event_time_whose_windows_cannot_be_written_in_rfc3339_is_bad_timestamp(stamp):
     """A window ending in the year 10000 (or starting before year 1) stopped the worker on every restart."""
     assert reason_of(decode_interaction, enc(interaction(closed_at=stamp))).reason == "bad_timestamp"
@@ -432,12 +441,12 @@ SNAPSHOT_EXAMPLE = {
     "tenant": "acme", "dimension": "channel", "key": "chat", "window": "15m",
     "window_start": "2024-05-01T10:00:00Z", "window_end": "2024-05-01T10:15:00Z", "final": False,
     "updated_at": "2024-05-01T10:07:31.250Z",
-    "ces": {"n": 40, "mean": 5.6, "effort_mean": 2.4, "easy_pct": 60.0, "difficult_pct": 17.5, "net_ease": 42.5,
-            "ci95": [20.1, 61.0], "mean_ci95": [5.1, 6.1]},
+    "ces": {"n": 40, "mean": 5.6, "effort_mean": 2.4, "easy_pct": 60.0, "difficult_pct": 17.5,
+            "net_ease": 42.5, "ci95": [20.1, 61.0], "mean_ci95": [5.1, 6.1]},
     "csat": {"n": 31, "pct": 80.6, "mean": 4.2, "ci95": [63.7, 90.8], "mean_ci95": [3.9, 4.5]},
     "nps": {"n": 12, "score": 25.0, "promoters_pct": 50.0, "detractors_pct": 25.0, "ci95": [-15.2, 60.3]},
-    "interactions": {"n": 310, "abandoned_pct": 3.2, "aht_seconds": 312.0, "asa_seconds": 24.5, "fcr_pct": 71.0,
-                     "transfer_pct": 12.0, "service_level_pct": 80.1, "response_pct": 12.9},
+    "interactions": {"n": 310, "abandoned_pct": 3.2, "aht_seconds": 312.0, "asa_seconds": 24.5,
+                     "fcr_pct": 71.0, "transfer_pct": 12.0, "service_level_pct": 80.1, "response_pct": 12.9},
 }
 
 
@@ -463,7 +472,8 @@ def test_snapshot_schema_accepts_empty_groups_and_rejects_unknown_fields():
 
 def test_contract_alert_example_matches_the_alert_schema():
     alert = {
-        "alert_id": "7f1c", "rule": "chat-effort", "status": "firing", "severity": "critical", "tenant": "acme",
+        "alert_id": "7f1c", "rule": "chat-effort", "status": "firing", "severity": "critical",
+        "tenant": "acme",
         "dimension": "channel", "key": "chat", "window": "15m", "metric": "ces.net_ease", "value": 12.0,
         "threshold": 20.0, "n": 34, "ci95": [-8.0, 31.5], "since": "2024-05-01T10:03:00Z",
         "at": "2024-05-01T10:08:00Z", "message": "CES net ease 12.0 below 20.0 on channel chat (15m)",
@@ -486,9 +496,10 @@ def test_dead_letter_header_schema():
 # --- nothing but InvalidEvent --------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=12), children, max_size=5),
     max_leaves=20,
 )
 field_names = st.sampled_from([

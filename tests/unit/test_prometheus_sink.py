@@ -11,7 +11,7 @@ import orjson
 from prometheus_client import REGISTRY
 
 from stream_app import scoring, snapshot
-from stream_app.intake import scope_partition
+from stream_app.engine.codec import scope_partition
 from stream_app.sinks import prometheus
 
 PARTITIONS = 8

@@ -12,9 +12,9 @@ from stream_app import scoring
 from stream_app.events import Answer, Interaction
 from stream_app.scoring import (
     STATS_LEN,
-    adjusted_wald_net,
     add_interaction,
     add_survey,
+    adjusted_wald_net,
     empty,
     mean_ci,
     merge_into,

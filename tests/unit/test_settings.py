@@ -161,7 +161,8 @@ def test_out_of_range_duration_rejected(monkeypatch, name, value):
 
 def test_windows_from_env(monkeypatch):
     monkeypatch.setenv("CX_WINDOWS", "5m:5m:1m,2h:2h:10m")
-    assert Settings().window_specs == (WindowSpec("5m", 300_000, 60_000), WindowSpec("2h", 7_200_000, 600_000))
+    assert Settings().window_specs == \
+        (WindowSpec("5m", 300_000, 60_000), WindowSpec("2h", 7_200_000, 600_000))
 
 
 def test_dimensions_from_env(monkeypatch):

@@ -167,7 +167,8 @@ def test_healthy_run_has_harder_voice_and_email_than_chat():
 def test_incident_makes_waits_longer_and_abandonment_more_common():
     def stats(got):
         chat = [r.value for r in got if r.kind == "interaction" and r.value["channel"] == "chat"]
-        return statistics.median(v["wait_seconds"] for v in chat), statistics.mean(v["abandoned"] for v in chat)
+        return (statistics.median(v["wait_seconds"] for v in chat),
+                statistics.mean(v["abandoned"] for v in chat))
 
     wait_ok, abandon_ok = stats(records(count=8000))
     wait_bad, abandon_bad = stats(records(count=8000, incident="chat"))
@@ -191,7 +192,8 @@ def test_unlimited_count_keeps_going():
 
 
 def test_dry_run_prints_json_lines_without_personal_data(capsysbinary):
-    assert simulate.main(["--dry-run", "--count", "8000", "--seed", "5", "--start", "2024-05-01T08:00:00Z"]) == 0
+    assert simulate.main(["--dry-run", "--count", "8000", "--seed", "5",
+                          "--start", "2024-05-01T08:00:00Z"]) == 0
     lines = capsysbinary.readouterr().out.splitlines()
     assert len(lines) == 8000
     topics = set()
@@ -235,4 +237,5 @@ def test_backfill_sends_the_history_then_live_traffic_in_event_time_order():
     assert surveys and all(s.value.get("interaction_id") in interactions for s in surveys)
     live = [r for r in records if r.event_ms >= start_ms and r.kind == "interaction"]
     assert live, "live traffic follows the history"
-    assert list(backfilled(5, 300, start_ms, backfill_ms, 5.0)) == records, "pure: same arguments, same records"
+    assert list(backfilled(5, 300, start_ms, backfill_ms, 5.0)) == records, \
+        "pure: same arguments, same records"

@@ -136,7 +136,8 @@ def test_a_final_alone_is_not_shown():
 
 def test_a_channel_of_another_window_is_marked():
     docs = snapshots()
-    docs.update(keyed(snap("channel", "email", n=3, start="2026-05-01T08:00:00Z", end="2026-05-01T08:15:00Z")))
+    docs.update(keyed(snap("channel", "email", n=3, start="2026-05-01T08:00:00Z",
+                           end="2026-05-01T08:15:00Z")))
     text = render(docs, "15m", "default")
     assert body(text)[-1] == "email*"
     assert "2026-05-01T08:15:00Z" in text

@@ -1,16 +1,18 @@
-"""The survey ↔ interaction join (stream_app/join.py).
+"""The survey ↔ interaction join (stream_app/engine/join.py).
 
 Every effect is attributed to one trigger and must be re-derivable from the entry alone, so that a
 record replayed after a crash does exactly what it did the first time. Expected effects are
 written out by hand.
+
+A trigger is one integer, ``offset * 2 + kind`` (``records.trigger_of``): ``ix(10)`` is the
+interaction at offset 10, ``sv(4)`` the survey at offset 4.
 """
 
 from __future__ import annotations
 
-import orjson
-
-from stream_app.join import (
-    ATTRS,
+from stream_app.engine import codec
+from stream_app.engine.join import (
+    ATTRIBUTES,
     UNKNOWN,
     Effect,
     add_interaction,
@@ -20,21 +22,33 @@ from stream_app.join import (
     own_effect,
     resolve,
 )
+from stream_app.engine.records import INTERACTION, SURVEY, JoinEntry, trigger_of
 
 T_IX = 1_714_557_600_000  # 2024-05-01T10:00:00Z, the interaction closes
 T_SV = 1_714_557_900_000  # 2024-05-01T10:05:00Z, the survey is answered
 
 IX_DIMS = ("chat", "billing", "a-7", "support")
-IX_C = [[0, 1.0], [3, 240.0]]  # an interaction's stats contribution (sparse)
-SV_C = [[20, 1.0], [21, 6.0]]  # a survey's stats contribution (sparse)
-SV2_C = [[30, 1.0], [31, 9.0]]
+IX_C = ((0, 1.0), (3, 240.0))  # an interaction's stats contribution (sparse)
+SV_C = ((20, 1.0), (21, 6.0))  # a survey's stats contribution (sparse)
+SV2_C = ((30, 1.0), (31, 9.0))
 NONE4 = (None, None, None, None)
 UNKNOWN4 = (UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
+IX_OWN = own_effect("acme", IX_DIMS, T_IX, IX_C)  # the usual interaction's own count
 
 
-def roundtrip(entry: dict) -> dict:
-    """The entry as stored in the table: JSON bytes and back."""
-    return orjson.loads(orjson.dumps(entry))
+def ix(offset: int) -> int:
+    """The trigger of the interaction at ``offset``."""
+    return trigger_of(offset, INTERACTION)
+
+
+def sv(offset: int) -> int:
+    """The trigger of the survey at ``offset``."""
+    return trigger_of(offset, SURVEY)
+
+
+def roundtrip(entry: JoinEntry) -> JoinEntry:
+    """The entry as stored in the table: encoded bytes and back."""
+    return codec.decode_join(codec.encode(entry))
 
 
 # --- resolve -----------------------------------------------------------------------------------
@@ -62,8 +76,8 @@ def test_resolve_unknown_where_neither_has_it():
         "chat", "unknown", "unknown", "unknown")
 
 
-def test_attrs_order_matches_dims():
-    assert ATTRS == ("channel", "queue", "agent", "touchpoint")
+def test_attributes_order_matches_dims():
+    assert ATTRIBUTES == ("channel", "queue", "agent", "touchpoint")
 
 
 # --- the interaction alone ---------------------------------------------------------------------
@@ -71,14 +85,15 @@ def test_attrs_order_matches_dims():
 
 def test_interaction_alone_counts_once_under_its_attributes():
     entry = new_entry()
-    effects = add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
+    effects = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     assert effects == [Effect(1, "acme", ("chat", "billing", "a-7", "support"), T_IX, IX_C)]
     assert effects[0].only is None
 
 
 def test_interaction_missing_attributes_count_under_unknown():
     entry = new_entry()
-    effects = add_interaction(entry, "ev-i", "i:10", "acme", ("voice", None, None, None), T_IX, IX_C)
+    dims = ("voice", None, None, None)
+    effects = add_interaction(entry, "ev-i", ix(10), own_effect("acme", dims, T_IX, IX_C), dims)
     assert effects == [Effect(1, "acme", ("voice", "unknown", "unknown", "unknown"), T_IX, IX_C)]
 
 
@@ -87,25 +102,25 @@ def test_interaction_missing_attributes_count_under_unknown():
 
 def test_survey_after_interaction_counted_once_under_interaction_attributes():
     entry = new_entry()
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    effects = add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
     assert effects == [Effect(1, "acme", ("chat", "billing", "a-7", "support"), T_SV, SV_C)]
     assert effects[0].only is None  # a plain count: `all` included
 
 
 def test_survey_after_interaction_own_attributes_win():
     entry = new_entry()
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    effects = add_survey(entry, "ev-s", "s:4", "acme", ("email", None, "a-9", None), T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", ("email", None, "a-9", None), T_SV, SV_C)
     assert effects == [Effect(1, "acme", ("email", "billing", "a-9", "support"), T_SV, SV_C)]
 
 
 def test_survey_after_interaction_adds_nothing_to_the_interaction_trigger():
     entry = new_entry()
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
     own = own_effect("acme", IX_DIMS, T_IX, IX_C)
-    assert effects_of(entry, "i:10", own) == [Effect(1, "acme", IX_DIMS, T_IX, IX_C)]
+    assert effects_of(entry, ix(10), own) == [Effect(1, "acme", IX_DIMS, T_IX, IX_C)]
 
 
 # --- survey before its interaction -------------------------------------------------------------
@@ -113,21 +128,21 @@ def test_survey_after_interaction_adds_nothing_to_the_interaction_trigger():
 
 def test_survey_first_counts_under_unknown_at_once():
     entry = new_entry()
-    effects = add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
     assert effects == [Effect(1, "acme", UNKNOWN4, T_SV, SV_C)]
     assert effects[0].only is None
 
 
 def test_survey_first_keeps_its_own_attributes_while_waiting():
     entry = new_entry()
-    effects = add_survey(entry, "ev-s", "s:4", "acme", (None, "vip", None, None), T_SV, SV_C)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", (None, "vip", None, None), T_SV, SV_C)
     assert effects == [Effect(1, "acme", ("unknown", "vip", "unknown", "unknown"), T_SV, SV_C)]
 
 
 def test_interaction_trigger_moves_waiting_survey_from_unknown_to_joined_keys():
     entry = new_entry()
-    add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    effects = add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
+    add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    effects = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     moved = frozenset({"channel", "queue", "agent", "touchpoint"})
     assert effects == [
         Effect(1, "acme", IX_DIMS, T_IX, IX_C),  # the interaction itself
@@ -139,8 +154,9 @@ def test_interaction_trigger_moves_waiting_survey_from_unknown_to_joined_keys():
 def test_move_is_limited_to_attributes_that_changed_and_never_all():
     entry = new_entry()
     # The survey names its queue itself, and the interaction has no touchpoint.
-    add_survey(entry, "ev-s", "s:4", "acme", (None, "vip", None, None), T_SV, SV_C)
-    effects = add_interaction(entry, "ev-i", "i:10", "acme", ("chat", "billing", "a-7", None), T_IX, IX_C)
+    add_survey(entry, "ev-s", sv(4), "acme", (None, "vip", None, None), T_SV, SV_C)
+    dims = ("chat", "billing", "a-7", None)
+    effects = add_interaction(entry, "ev-i", ix(10), own_effect("acme", dims, T_IX, IX_C), dims)
     moved = frozenset({"channel", "agent"})
     assert effects == [
         Effect(1, "acme", ("chat", "billing", "a-7", "unknown"), T_IX, IX_C),
@@ -155,25 +171,27 @@ def test_move_is_limited_to_attributes_that_changed_and_never_all():
 
 def test_move_uses_survey_tenant_and_event_time():
     entry = new_entry()
-    add_survey(entry, "ev-s", "s:4", "t2", NONE4, T_SV, SV_C)
-    effects = add_interaction(entry, "ev-i", "i:10", "t2", IX_DIMS, T_IX, IX_C)
-    assert [(e.sign, e.tenant, e.event_ms) for e in effects] == [(1, "t2", T_IX), (-1, "t2", T_SV), (1, "t2", T_SV)]
+    add_survey(entry, "ev-s", sv(4), "t2", NONE4, T_SV, SV_C)
+    effects = add_interaction(entry, "ev-i", ix(10), own_effect("t2", IX_DIMS, T_IX, IX_C), IX_DIMS)
+    assert [(e.sign, e.tenant, e.event_ms) for e in effects] == \
+        [(1, "t2", T_IX), (-1, "t2", T_SV), (1, "t2", T_SV)]
 
 
 def test_interaction_that_changes_nothing_moves_nothing():
     entry = new_entry()
     # The survey has channel, queue and agent; the interaction has no touchpoint to offer.
-    add_survey(entry, "ev-s", "s:4", "acme", ("chat", "q", "a", None), T_SV, SV_C)
-    effects = add_interaction(entry, "ev-i", "i:10", "acme", ("voice", "q2", "a2", None), T_IX, IX_C)
+    add_survey(entry, "ev-s", sv(4), "acme", ("chat", "q", "a", None), T_SV, SV_C)
+    dims = ("voice", "q2", "a2", None)
+    effects = add_interaction(entry, "ev-i", ix(10), own_effect("acme", dims, T_IX, IX_C), dims)
     assert effects == [Effect(1, "acme", ("voice", "q2", "a2", "unknown"), T_IX, IX_C)]
 
 
 def test_interaction_moves_every_waiting_survey():
     entry = new_entry()
-    add_survey(entry, "ev-s1", "s:4", "acme", NONE4, T_SV, SV_C)
-    add_survey(entry, "ev-s2", "s:5", "acme", ("email", None, None, None), T_SV + 1, SV2_C)
-    effects = add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    all4 = frozenset(ATTRS)
+    add_survey(entry, "ev-s1", sv(4), "acme", NONE4, T_SV, SV_C)
+    add_survey(entry, "ev-s2", sv(5), "acme", ("email", None, None, None), T_SV + 1, SV2_C)
+    effects = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    all4 = frozenset(ATTRIBUTES)
     three = frozenset({"queue", "agent", "touchpoint"})
     assert effects == [
         Effect(1, "acme", IX_DIMS, T_IX, IX_C),
@@ -187,15 +205,15 @@ def test_interaction_moves_every_waiting_survey():
 def test_survey_first_then_interaction_nets_to_one_count_per_key():
     """Sum signs per (scope, key) over every effect: the survey is counted once, under the joined keys."""
     entry = new_entry()
-    survey_effects = add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    ix_effects = add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
+    survey_effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    ix_effects = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     totals: dict[tuple[str, str], int] = {}
     for effect in survey_effects + ix_effects:
         if effect.event_ms != T_SV:
             continue  # the interaction's own count
-        scopes = ["all", *ATTRS] if effect.only is None else [a for a in ATTRS if a in effect.only]
+        scopes = ["all", *ATTRIBUTES] if effect.only is None else [a for a in ATTRIBUTES if a in effect.only]
         for scope in scopes:
-            key = "all" if scope == "all" else effect.dims[ATTRS.index(scope)]
+            key = "all" if scope == "all" else effect.dims[ATTRIBUTES.index(scope)]
             totals[(scope, key)] = totals.get((scope, key), 0) + effect.sign
     assert {k: v for k, v in totals.items() if v} == {
         ("all", "all"): 1,
@@ -212,10 +230,10 @@ def test_survey_first_then_interaction_nets_to_one_count_per_key():
 def test_survey_with_all_four_attributes_never_waits():
     entry = new_entry()
     own = ("email", "q-e", "a-1", "returns")
-    effects = add_survey(entry, "ev-s", "s:4", "acme", own, T_SV, SV_C)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", own, T_SV, SV_C)
     assert effects == [Effect(1, "acme", own, T_SV, SV_C)]
     # The interaction arriving later does not move it.
-    ix_effects = add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
+    ix_effects = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     assert ix_effects == [Effect(1, "acme", IX_DIMS, T_IX, IX_C)]
 
 
@@ -224,22 +242,23 @@ def test_survey_with_all_four_attributes_never_waits():
 
 def test_replay_of_waiting_survey_trigger_returns_unknown_even_after_join():
     entry = new_entry()
-    first = add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
+    first = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     stored = roundtrip(entry)
-    assert effects_of(stored, "s:4") == first == [Effect(1, "acme", UNKNOWN4, T_SV, SV_C)]
+    assert effects_of(stored, sv(4)) == first == [Effect(1, "acme", UNKNOWN4, T_SV, SV_C)]
 
 
 def test_replay_of_interaction_trigger_returns_same_move_after_later_triggers():
     entry = new_entry()
-    add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    first = add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
+    add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    first = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     # Later triggers change the entry: another survey, and a second interaction event.
-    add_survey(entry, "ev-s2", "s:9", "acme", NONE4, T_SV + 60_000, SV2_C)
-    add_interaction(entry, "ev-i2", "i:11", "acme", ("voice", None, None, None), T_IX + 1, IX_C)
+    add_survey(entry, "ev-s2", sv(9), "acme", NONE4, T_SV + 60_000, SV2_C)
+    voice = ("voice", None, None, None)
+    add_interaction(entry, "ev-i2", ix(11), own_effect("acme", voice, T_IX + 1, IX_C), voice)
     stored = roundtrip(entry)
-    all4 = frozenset(ATTRS)
-    assert effects_of(stored, "i:10", own_effect("acme", IX_DIMS, T_IX, IX_C)) == first == [
+    all4 = frozenset(ATTRIBUTES)
+    assert effects_of(stored, ix(10), own_effect("acme", IX_DIMS, T_IX, IX_C)) == first == [
         Effect(1, "acme", IX_DIMS, T_IX, IX_C),
         Effect(-1, "acme", UNKNOWN4, T_SV, SV_C, all4),
         Effect(1, "acme", IX_DIMS, T_SV, SV_C, all4),
@@ -248,33 +267,35 @@ def test_replay_of_interaction_trigger_returns_same_move_after_later_triggers():
 
 def test_replay_of_survey_after_interaction_returns_joined_count():
     entry = new_entry()
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    first = add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    add_survey(entry, "ev-s2", "s:9", "acme", ("sms", None, None, None), T_SV + 1, SV2_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    first = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    add_survey(entry, "ev-s2", sv(9), "acme", ("sms", None, None, None), T_SV + 1, SV2_C)
     stored = roundtrip(entry)
-    assert effects_of(stored, "s:4") == first == [Effect(1, "acme", IX_DIMS, T_SV, SV_C)]
-    assert effects_of(stored, "s:9") == [Effect(1, "acme", ("sms", "billing", "a-7", "support"), T_SV + 1, SV2_C)]
+    assert effects_of(stored, sv(4)) == first == [Effect(1, "acme", IX_DIMS, T_SV, SV_C)]
+    assert effects_of(stored, sv(9)) == \
+        [Effect(1, "acme", ("sms", "billing", "a-7", "support"), T_SV + 1, SV2_C)]
 
 
 def test_replay_of_complete_survey_is_unchanged_by_later_interaction():
     entry = new_entry()
     own = ("email", "q-e", "a-1", "returns")
-    first = add_survey(entry, "ev-s", "s:4", "acme", own, T_SV, SV_C)
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    assert effects_of(roundtrip(entry), "s:4") == first == [Effect(1, "acme", own, T_SV, SV_C)]
+    first = add_survey(entry, "ev-s", sv(4), "acme", own, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    assert effects_of(roundtrip(entry), sv(4)) == first == [Effect(1, "acme", own, T_SV, SV_C)]
 
 
 def test_replay_of_every_trigger_matches_first_time():
     entry = new_entry()
     voice = ("voice", "x", "y", "z")
+    ix_own = own_effect("acme", IX_DIMS, T_IX, IX_C)
+    voice_own = own_effect("acme", voice, T_IX + 2, IX_C)
     steps = [
-        ("s:1", None, lambda: add_survey(entry, "ev-a", "s:1", "acme", NONE4, T_SV, SV_C)),
-        ("s:2", None, lambda: add_survey(entry, "ev-b", "s:2", "acme", (None, "vip", None, None), T_SV + 1, SV2_C)),
-        ("i:3", own_effect("acme", IX_DIMS, T_IX, IX_C),
-         lambda: add_interaction(entry, "ev-c", "i:3", "acme", IX_DIMS, T_IX, IX_C)),
-        ("s:4", None, lambda: add_survey(entry, "ev-d", "s:4", "acme", NONE4, T_SV + 2, SV_C)),
-        ("i:5", own_effect("acme", voice, T_IX + 2, IX_C),
-         lambda: add_interaction(entry, "ev-e", "i:5", "acme", voice, T_IX + 2, IX_C)),
+        (sv(1), None, lambda: add_survey(entry, "ev-a", sv(1), "acme", NONE4, T_SV, SV_C)),
+        (sv(2), None,
+         lambda: add_survey(entry, "ev-b", sv(2), "acme", (None, "vip", None, None), T_SV + 1, SV2_C)),
+        (ix(3), ix_own, lambda: add_interaction(entry, "ev-c", ix(3), ix_own, IX_DIMS)),
+        (sv(4), None, lambda: add_survey(entry, "ev-d", sv(4), "acme", NONE4, T_SV + 2, SV_C)),
+        (ix(5), voice_own, lambda: add_interaction(entry, "ev-e", ix(5), voice_own, voice)),
     ]
     first = {trigger: (own, step()) for trigger, own, step in steps}
     stored = roundtrip(entry)
@@ -284,15 +305,15 @@ def test_replay_of_every_trigger_matches_first_time():
 
 def test_unknown_trigger_has_no_effects():
     entry = new_entry()
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    assert effects_of(entry, "i:99") == []
-    assert effects_of(entry, "s:10") == []  # same offset, other topic
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    assert effects_of(entry, ix(99)) == []
+    assert effects_of(entry, sv(10)) == []  # same offset, other topic
 
 
-def test_entry_is_json_able_and_equal_after_roundtrip():
+def test_entry_is_equal_after_stored_roundtrip():
     entry = new_entry()
-    add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
+    add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     assert roundtrip(entry) == entry
 
 
@@ -300,27 +321,28 @@ def test_entry_is_json_able_and_equal_after_roundtrip():
 
 
 def test_new_entry_is_empty():
-    assert new_entry() == {"ids": {}, "ix": None, "sv": [], "last": 0}
+    assert new_entry() == JoinEntry(last_ms=0, seen={}, interaction=None, surveys=[])
 
 
-def test_ids_map_records_trigger_per_event_id():
+def test_seen_records_trigger_per_event_id():
     entry = new_entry()
-    add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    add_survey(entry, "ev-s2", "s:7", "acme", NONE4, T_SV + 5, SV2_C)
-    assert entry["ids"] == {"ev-s": "s:4", "ev-i": "i:10", "ev-s2": "s:7"}
+    add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    add_survey(entry, "ev-s2", sv(7), "acme", NONE4, T_SV + 5, SV2_C)
+    assert entry.seen == {"ev-s": sv(4), "ev-i": ix(10), "ev-s2": sv(7)}
 
 
-def test_last_is_highest_event_time_seen():
+def test_last_ms_is_highest_event_time_seen():
     entry = new_entry()
-    add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)  # earlier event time
-    assert entry["last"] == T_SV
+    add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)  # earlier event time
+    assert entry.last_ms == T_SV
 
 
 def test_first_interaction_stays_the_join_base():
     entry = new_entry()
-    add_interaction(entry, "ev-i", "i:10", "acme", IX_DIMS, T_IX, IX_C)
-    add_interaction(entry, "ev-i2", "i:11", "acme", ("voice", "q", "a", "t"), T_IX + 1, IX_C)
-    effects = add_survey(entry, "ev-s", "s:4", "acme", NONE4, T_SV, SV_C)
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    later = ("voice", "q", "a", "t")
+    add_interaction(entry, "ev-i2", ix(11), own_effect("acme", later, T_IX + 1, IX_C), later)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
     assert effects == [Effect(1, "acme", IX_DIMS, T_SV, SV_C)]

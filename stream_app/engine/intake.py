@@ -1,0 +1,361 @@
+"""Stage one, per input partition: validate, deduplicate, join, judge lateness, fill time buckets.
+
+``Intake.process`` takes one partition's batch (interactions, then surveys, each in offset order)
+and returns an ``IntakeResult``: the state writes of the batch (each changed key once), the
+partials and watermarks for the rollup stage, dead letters and outcome counts. It sends nothing;
+``stream_app.engine.commit`` says in which order the runtime writes and sends them.
+
+Effects are summed per (tenant, attributes, minute) first, then fanned out to scopes and bucket
+widths once per batch. Exactness: each bucket remembers, per input kind, the highest offset it has
+applied, so a replayed record changes only buckets that have not seen it (README, Exactness).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from stream_app import scoring
+from stream_app.engine import codec
+from stream_app.engine.buckets import BucketId, Fan, Groups
+from stream_app.engine.decode import decode_batch
+from stream_app.engine.join import (
+    Effect,
+    add_interaction,
+    add_survey,
+    effects_of,
+    new_entry,
+    own_effect,
+)
+from stream_app.engine.records import (
+    INTERACTION,
+    SURVEY,
+    Bucket,
+    BucketUpdate,
+    Dims,
+    IntakeMeta,
+    JoinEntry,
+    Partial,
+    Scope,
+    Sparse,
+    Watermark,
+)
+from stream_app.engine.store import Write
+from stream_app.errors import InvalidEvent
+from stream_app.events import Interaction, Survey
+from stream_app.windows import bucket_widths
+
+if TYPE_CHECKING:
+    from stream_app.settings import Settings
+
+OTHER = "other"
+KIND_NAMES: tuple[Literal["interaction"], Literal["survey"]] = ("interaction", "survey")
+
+
+class InputRecord(Protocol):
+    """What the intake reads of a Kafka record (aiokafka's ConsumerRecord has these)."""
+
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeConfig:
+    """The settings the intake needs, in its own units."""
+
+    partitions: int  # rollup partitions (the partials topic's)
+    dimensions: tuple[str, ...]
+    widths_ms: tuple[int, ...]
+    allowed_lateness_ms: int
+    join_retention_ms: int
+    service_level_seconds: float
+    max_keys_per_dimension: int
+    max_record_bytes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> IntakeConfig:
+        return cls(settings.partitions, settings.dimension_names, bucket_widths(settings.window_specs),
+                   settings.allowed_lateness_ms, settings.join_retention_ms, settings.service_level_seconds,
+                   settings.max_keys_per_dimension, settings.max_record_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    kind: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class IntakeResult:
+    changelog: list[Write] = field(default_factory=list)
+    partials: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # (partition, key, value)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    outcomes: dict[tuple[int, str], int] = field(default_factory=dict)  # (kind, outcome) -> records
+
+    def count(self, kind: int, outcome: str) -> None:
+        self.outcomes[(kind, outcome)] = self.outcomes.get((kind, outcome), 0) + 1
+
+
+
+
+class IntakePartition:
+    """One input partition's live state, in memory; ``load`` rebuilds it from a store's items."""
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.meta = IntakeMeta({}, None)
+        self.entries: dict[str, JoinEntry] = {}
+        self.buckets: dict[BucketId, Bucket] = {}
+        self.admitted: dict[tuple[str, int], set[str]] = {}
+        self.replay_upto = [-1, -1]  # per kind: offsets at or below may be in some bucket already
+        self._entry_expiry: list[tuple[int, str]] = []
+        self._bucket_expiry: list[tuple[int, BucketId]] = []
+        self._bounded: dict[tuple[str, Dims], Dims] = {}
+
+    def load(self, items: Sequence[tuple[bytes, bytes]], retention_ms: int) -> None:
+        for key, value in items:
+            prefix = key[:1]
+            if prefix == codec.JOIN:
+                entry = codec.decode_join(value)
+                self.entries[key[1:].decode()] = entry
+                self._entry_expiry.append((entry.last_ms + retention_ms, key[1:].decode()))
+            elif prefix == codec.BUCKET:
+                scope, width, start = codec.parse_bucket_key(key)
+                bucket = codec.decode_bucket(value)
+                self.buckets[(scope, width, start)] = bucket
+                self._bucket_expiry.append((start + width, (scope, width, start)))
+                self.replay_upto = [max(a, b) for a, b in zip(self.replay_upto, bucket.versions, strict=True)]
+            elif prefix == codec.ADMITTED:
+                self.admitted[codec.parse_admitted_key(key)] = set(codec.decode_admitted(value))
+            elif key == codec.META:
+                self.meta = codec.decode_intake_meta(value)
+        heapq.heapify(self._entry_expiry)
+        heapq.heapify(self._bucket_expiry)
+
+
+class Intake:
+    """The intake stage over all the input partitions this process owns."""
+
+    def __init__(self, config: IntakeConfig) -> None:
+        self.config = config
+        self.grid_ms = math.gcd(*config.widths_ms)  # bucket starts depend only on the time on this grid
+        self.partitions: dict[int, IntakePartition] = {}
+
+    def forget(self) -> None:
+        """Drop in-memory state (after a rebalance): the store is the truth."""
+        self.partitions.clear()
+
+    def loaded(self, partition: int) -> bool:
+        return partition in self.partitions
+
+    def load(self, partition: int, items: Sequence[tuple[bytes, bytes]]) -> None:
+        state = IntakePartition(partition)
+        state.load(items, self.config.join_retention_ms)
+        self.partitions[partition] = state
+
+    def process(self, partition: int, interactions: Sequence[InputRecord], surveys: Sequence[InputRecord],
+                now_ms: int | None = None) -> IntakeResult:
+        """Apply one batch of one partition; the partition must be loaded."""
+        state = self.partitions[partition]
+        batch = _Batch(self, state)
+        for kind, records in ((INTERACTION, interactions), (SURVEY, surveys)):
+            if records:
+                events = decode_batch([r.value for r in records], KIND_NAMES[kind], self.config.max_record_bytes)
+                for record, event in zip(records, events, strict=True):
+                    batch.apply(kind, record, event)
+                batch.batch_max[kind] = records[-1].offset
+        return batch.finish(bool(interactions or surveys), int(time.time() * 1000) if now_ms is None else now_ms)
+
+
+class _Batch:
+    """One partition's batch in progress: what changed, and the effects summed so far."""
+
+    def __init__(self, intake: Intake, state: IntakePartition) -> None:
+        self.intake = intake
+        self.config = intake.config
+        self.state = state
+        self.result = IntakeResult()
+        self.groups = Groups(intake.grid_ms)
+        self.batch_max = [-1, -1]  # per kind, the highest offset in the batch
+        # Insertion-ordered (dicts, not sets): a crash keeps a prefix of the writes, the same one each time.
+        self.changed_entries: dict[str, None] = {}
+        self.grown: dict[tuple[str, int], None] = {}
+
+    def apply(self, kind: int, record: InputRecord, event: Interaction | Survey | InvalidEvent) -> None:
+        """One record: dead letter, duplicate, or its effects added to the batch's groups."""
+        if isinstance(event, InvalidEvent):
+            self._dead_letter(kind, record, event.reason, event.detail)
+            return
+        offset = record.offset
+        trigger = offset * 2 + kind
+        if isinstance(event, Interaction):
+            join_key, event_ms = event.interaction_id, event.closed_at_ms
+        else:
+            join_key = event.interaction_id or "\x00" + event.event_id
+            event_ms = event.answered_at_ms
+        entries = self.state.entries
+        entry = entries.get(join_key)
+        seen = None if entry is None else entry.seen.get(event.event_id)
+        if seen is not None and seen != trigger:
+            self.result.count(kind, "duplicate")
+            return
+        if seen is None:
+            late = self._too_late(kind, event_ms)
+            if late is not None:
+                self._dead_letter(kind, record, "too_late", late)
+                return
+            if entry is None:
+                entry = entries[join_key] = new_entry()
+            self.changed_entries[join_key] = None
+        assert entry is not None
+        effects = self._effects(kind, trigger, entry, event, event_ms, seen is None)
+        self.result.count(kind, "ok")
+        # A record seen before (a replay) is checked bucket by bucket; a new one beyond every
+        # bucket's versions is summed with its neighbours.
+        fresh = seen is None and offset > self.state.replay_upto[kind]
+        self.groups.add(effects, None if fresh else trigger)
+
+    def _too_late(self, kind: int, event_ms: int) -> str | None:
+        """Each kind has its own watermark: a backlog of one topic read ahead of the other must not
+        make the other's records late. Advances the watermark when the record is in time."""
+        meta = self.state.meta
+        own = meta.watermarks.get(kind)
+        lateness = self.config.allowed_lateness_ms
+        sealed = meta.sealed_ms
+        floor = max(sealed if sealed is not None else event_ms, (own - lateness) if own is not None else event_ms)
+        if event_ms < floor:
+            return f"event time is {floor - event_ms} ms before watermark - allowed lateness"
+        if own is None or event_ms > own:
+            meta.watermarks[kind] = event_ms
+        return None
+
+    def _effects(self, kind: int, trigger: int, entry: JoinEntry, event: Interaction | Survey,
+                 event_ms: int, new: bool) -> list[Effect]:
+        dims = self._bound(event.tenant, (event.channel, event.queue, event.agent_id, event.touchpoint))
+        if isinstance(event, Interaction):
+            own = own_effect(event.tenant, dims, event_ms,
+                             tuple(scoring.interaction_stats(event, self.config.service_level_seconds)))
+            return add_interaction(entry, event.event_id, trigger, own, dims) if new else \
+                effects_of(entry, trigger, own)
+        if new:
+            return add_survey(entry, event.event_id, trigger, event.tenant, dims, event_ms,
+                              survey_contribution(event))
+        return effects_of(entry, trigger)
+
+    def _bound(self, tenant: str, dims: Dims) -> Dims:
+        """Fold a value beyond the first ``max_keys_per_dimension`` distinct ones of this partition and
+        tenant into ``other``: a bound on scopes and series. Admitted keys are kept for good, so a
+        replayed record is folded exactly as the first time, and the answer can be cached."""
+        cache = self.state._bounded
+        found = cache.get((tenant, dims))
+        if found is not None:
+            return found
+        limit = self.config.max_keys_per_dimension
+        out = list(dims)
+        for attribute, value in enumerate(dims):
+            if value is None:
+                continue
+            admitted = self.state.admitted.setdefault((tenant, attribute), set())
+            if value in admitted:
+                continue
+            if len(admitted) < limit:
+                admitted.add(value)
+                self.grown[(tenant, attribute)] = None
+            else:
+                out[attribute] = OTHER
+        bounded: Dims = (out[0], out[1], out[2], out[3])
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[(tenant, dims)] = bounded
+        return bounded
+
+    def _dead_letter(self, kind: int, record: InputRecord, reason: str, detail: str) -> None:
+        self.result.dead_letters.append(DeadLetter(kind, record.offset, record.key, record.value, reason, detail))
+        self.result.count(kind, "invalid" if reason != "too_late" else "too_late")
+
+    def finish(self, had_records: bool, now_ms: int) -> IntakeResult:
+        """Seal, fan the groups out to buckets, expire, and lay out the writes and partials."""
+        state, result = self.state, self.result
+        lagging = min(state.meta.watermarks.values()) if state.meta.watermarks else None
+        if lagging is not None:
+            floor = lagging - self.config.allowed_lateness_ms
+            sealed = state.meta.sealed_ms
+            state.meta.sealed_ms = floor if sealed is None else max(sealed, floor)
+        fan = Fan(self.config.dimensions, self.config.widths_ms, state.buckets, state._bucket_expiry, state.meta.sealed_ms)
+        touched = fan.run(self.groups, (self.batch_max[0], self.batch_max[1]))
+        if touched:
+            state.replay_upto = [max(a, b) for a, b in zip(state.replay_upto, self.batch_max, strict=True)]
+        # Order matters for a crash that keeps only a prefix of these writes: the keys a join entry's
+        # attributes were folded with, then join entries, then buckets, then deletions, meta last.
+        changelog = result.changelog
+        for tenant, attribute in self.grown:
+            changelog.append((codec.admitted_key(tenant, attribute),
+                              codec.encode(sorted(state.admitted[(tenant, attribute)]))))
+        retention = self.config.join_retention_ms
+        for join_key in self.changed_entries:
+            entry = state.entries[join_key]
+            changelog.append((codec.join_key(join_key), codec.encode(entry)))
+            heapq.heappush(state._entry_expiry, (entry.last_ms + retention, join_key))
+        for bucket_id in touched:
+            changelog.append((codec.bucket_key(*bucket_id), codec.encode(state.buckets[bucket_id])))
+        _expire(state, lagging, retention, changelog)
+        if lagging is not None and had_records:
+            changelog.append((codec.META, codec.encode(state.meta)))
+        _partials(self.config, state, touched, lagging if had_records else None, now_ms, result)
+        return result
+
+
+def survey_contribution(survey: Survey) -> Sparse:
+    vector = scoring.empty()
+    scoring.add_survey(vector, survey.answers)
+    return tuple((i, v) for i, v in enumerate(vector) if v)
+
+
+def _expire(state: IntakePartition, watermark: int | None, retention_ms: int, changelog: list[Write]) -> None:
+    """Drop join entries past their retention and buckets no record can reach any more, with tombstones."""
+    if watermark is None:
+        return
+    heap = state._entry_expiry
+    while heap and heap[0][0] <= watermark:
+        _, join_key = heapq.heappop(heap)
+        entry = state.entries.get(join_key)
+        if entry is not None and entry.last_ms + retention_ms <= watermark:
+            del state.entries[join_key]
+            changelog.append((codec.join_key(join_key), None))
+    sealed = state.meta.sealed_ms
+    heap_b = state._bucket_expiry
+    while heap_b and sealed is not None and heap_b[0][0] <= sealed:
+        _, bucket_id = heapq.heappop(heap_b)
+        if state.buckets.pop(bucket_id, None) is not None:
+            changelog.append((codec.bucket_key(*bucket_id), None))
+
+
+def _partials(config: IntakeConfig, state: IntakePartition, touched: list[BucketId], lagging: int | None,
+              now_ms: int, result: IntakeResult) -> None:
+    """Each touched scope's buckets, whole, to the rollup partition that owns the scope; then the
+    partition's watermark to every rollup partition."""
+    by_scope: dict[Scope, list[BucketUpdate]] = {}
+    for scope, width, start in touched:
+        bucket = state.buckets.get((scope, width, start))
+        if bucket is not None:
+            by_scope.setdefault(scope, []).append(BucketUpdate(width, start, bucket))
+    for scope, updates in by_scope.items():
+        key = codec.scope_key(scope)
+        result.partials.append((codec.scope_partition(key, config.partitions), key,
+                                codec.encode(Partial(state.partition, updates))))
+    if lagging is not None:
+        watermark = codec.encode(Watermark(state.partition, lagging, max(state.meta.watermarks.values()), now_ms))
+        for partition in range(config.partitions):
+            result.partials.append((partition, codec.WATERMARK_KEY, watermark))

@@ -1,0 +1,334 @@
+"""Stage two, per scope: merge every input partition's buckets, build rolling and final snapshots, judge rules.
+
+A scope (tenant, dimension, key) lives on one partition of the partials topic. For each time bucket
+it keeps the latest state sent by each input partition — a newer state replaces an older one, so a
+partial sent twice changes nothing — and the sum of those states is the bucket's value. Hopping
+windows are sums of buckets, built only when a snapshot is. Every method returns the state writes
+it made (each changed key once) and sends nothing: ``stream_app.engine.commit`` orders the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stream_app import alerts, scoring, snapshot
+from stream_app.engine import codec
+from stream_app.engine.records import BucketParts, RollupMeta, Scope, SourcePosition
+from stream_app.engine.store import Write
+from stream_app.rules import Rule
+from stream_app.windows import WindowSpec
+
+if TYPE_CHECKING:
+    from stream_app.settings import Settings
+
+BucketId = tuple[int, int]  # width, start
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RollupConfig:
+    specs: tuple[WindowSpec, ...]
+    allowed_lateness_ms: int
+    idle_timeout_ms: int
+    emit_interval_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RollupConfig:
+        return cls(settings.window_specs, settings.allowed_lateness_ms,
+                   round(settings.idle_timeout_seconds * 1000), settings.emit_interval_seconds)
+
+
+@dataclass(slots=True)
+class AlertDecision:
+    """The rule states a batch of rolling snapshots changed (None: back to ok) and the events raised."""
+
+    changes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    events: list[Document] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RollupPartition:
+    """One rollup partition in memory; rebuilt from its store after a rebalance."""
+
+    partition: int
+    meta: RollupMeta = field(default_factory=RollupMeta)
+    parts: dict[Scope, dict[BucketId, BucketParts]] = field(default_factory=dict)
+    sums: dict[Scope, dict[BucketId, list[float]]] = field(default_factory=dict)
+    stale: dict[Scope, set[BucketId]] = field(default_factory=dict)  # sums to recompute
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule state key -> state (absent: ok)
+    unsent: dict[bytes, Document] = field(default_factory=dict)  # alert events not confirmed sent
+    dirty: set[Scope] = field(default_factory=set)  # scopes whose rolling snapshot may have changed
+    last_emit: dict[Scope, float] = field(default_factory=dict)
+    rolling_ends: tuple[int, ...] = ()
+
+    def load(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
+            prefix = key[:1]
+            if key == codec.META:
+                self.meta = codec.decode_rollup_meta(value)
+            elif prefix == codec.BUCKET:
+                scope, width, start = codec.parse_bucket_key(key)
+                self.parts.setdefault(scope, {})[(width, start)] = codec.decode_parts(value)
+                self.stale.setdefault(scope, set()).add((width, start))
+            elif prefix == codec.ALERT:
+                self.alerts[key[1:].decode()] = codec.decode_document(value)
+            elif prefix == codec.UNSENT:
+                self.unsent[key] = codec.decode_document(value)
+        self.dirty = set(self.parts)  # whoever held this partition may have died between applying and emitting
+
+    def latest_ms(self) -> int:
+        return max(p.high_ms for p in self.meta.positions.values())
+
+    def merged(self, scope: Scope) -> dict[BucketId, list[float]]:
+        """The scope's merged buckets, summed again where partials arrived since the last call."""
+        sums = self.sums.setdefault(scope, {})
+        stale = self.stale.pop(scope, None)
+        if stale:
+            parts = self.parts[scope]
+            for bucket in stale:
+                sums[bucket] = _merge(parts[bucket])
+        return sums
+
+
+class Rollup:
+    """The rollup stage over all the partials partitions this process owns."""
+
+    def __init__(self, config: RollupConfig, rules: tuple[Rule, ...] = ()) -> None:
+        self.config = config
+        self.rules = rules
+        self.specs_by_width: dict[int, list[WindowSpec]] = {}
+        for spec in config.specs:
+            self.specs_by_width.setdefault(spec.bucket_ms, []).append(spec)
+        self.partitions: dict[int, RollupPartition] = {}
+
+    def forget(self) -> None:
+        self.partitions.clear()
+
+    def loaded(self, partition: int) -> bool:
+        return partition in self.partitions
+
+    def load(self, partition: int, items: Sequence[tuple[bytes, bytes]]) -> None:
+        state = RollupPartition(partition)
+        state.load(items)
+        self.partitions[partition] = state
+
+    def _closed(self, state: RollupPartition, width: int, start: int) -> bool:
+        """True when every window that holds this bucket has had its final snapshot."""
+        frontier = state.meta.frontier
+        return all(s.name in frontier and start + s.size_ms <= frontier[s.name] for s in self.specs_by_width[width])
+
+    def process(self, partition: int, messages: Sequence[tuple[bytes | None, bytes | None]]) -> tuple[list[Write], int]:
+        """Apply partials and watermarks; returns the writes and how many bucket states came after
+        their windows' finals (and were dropped)."""
+        state = self.partitions[partition]
+        touched: dict[tuple[Scope, int, int], BucketParts] = {}
+        meta_changed, late = False, 0
+        for key, value in messages:
+            if key is None or value is None:
+                continue
+            if key == codec.WATERMARK_KEY:
+                _advance_position(state.meta, codec.decode_watermark(value))
+                meta_changed = True
+                continue
+            scope = codec.parse_scope_key(key)
+            partial = codec.decode_partial(value)
+            for update in partial.updates:
+                if self._closed(state, update.width_ms, update.start_ms):
+                    late += 1
+                    continue
+                bucket_id = (update.width_ms, update.start_ms)
+                entry = state.parts.setdefault(scope, {}).setdefault(bucket_id, BucketParts({}))
+                known = entry.parts.get(partial.source)
+                versions = update.bucket.versions
+                if known is not None and _older(versions, known.versions):
+                    continue  # an older state than the one we hold: replayed
+                entry.parts[partial.source] = update.bucket
+                touched[(scope, *bucket_id)] = entry
+                state.stale.setdefault(scope, set()).add(bucket_id)
+                state.dirty.add(scope)
+        writes: list[Write] = [(codec.bucket_key(*bid), codec.encode(entry)) for bid, entry in touched.items()]
+        if meta_changed:
+            writes.append((codec.META, codec.encode(state.meta)))
+        if state.meta.positions:
+            ends = tuple(s.rolling(state.latest_ms())[1] for s in self.config.specs)
+            if ends != state.rolling_ends:
+                state.rolling_ends = ends
+                state.dirty.update(state.parts)
+        return writes, late
+
+    def closing_watermark(self, state: RollupPartition, now_ms: int) -> int | None:
+        """How far every input partition that still holds windows open has come."""
+        positions = state.meta.positions.values()
+        if not positions:
+            return None
+        active = [p.closing_ms for p in positions if now_ms - p.wall_ms < self.config.idle_timeout_ms]
+        return min(active) if active else max(p.closing_ms for p in positions)
+
+    def rolling(self, partition: int, now: float, now_ms: int) -> list[Document]:
+        """Rolling snapshots of changed scopes, at most one per scope per emit interval."""
+        state = self.partitions[partition]
+        if not state.dirty or not state.meta.positions:
+            return []
+        latest = state.latest_ms()
+        documents = []
+        for scope in list(state.dirty):
+            if now - state.last_emit.get(scope, -1e18) < self.config.emit_interval_seconds:
+                continue
+            state.dirty.discard(scope)
+            state.last_emit[scope] = now
+            buckets = state.merged(scope)
+            for spec in self.config.specs:
+                start, end = spec.rolling(latest)
+                stats = _window(buckets, spec, start, end) or scoring.empty()
+                documents.append(snapshot.build(*scope, spec.name, start, end, False, stats, now_ms))
+        return documents
+
+    def judge(self, partition: int, documents: list[Document], now_ms: int) -> AlertDecision:
+        """Step every rule that watches one of the partition's new rolling snapshots."""
+        state = self.partitions[partition]
+        decision = AlertDecision()
+        if not self.rules or not state.meta.positions:
+            return decision
+        as_of = state.latest_ms()
+        for document in documents:
+            for rule in self.rules:
+                if not alerts.matches(rule, document):
+                    continue
+                key = alerts.state_key(rule, document)
+                before = decision.changes[key] if key in decision.changes else state.alerts.get(key)
+                after, events = alerts.step(rule, before, document, as_of, now_ms)
+                if after != before:
+                    decision.changes[key] = after
+                decision.events.extend(events)
+        return decision
+
+    def record(self, partition: int, decision: AlertDecision) -> list[Write]:
+        """The new rule states, with each event as unsent: written before any event is sent, so that
+        a crash at any point neither loses an event nor sends it twice (``confirm``)."""
+        state = self.partitions[partition]
+        writes: list[Write] = []
+        for key, value in decision.changes.items():
+            if value is None:
+                state.alerts.pop(key, None)
+                writes.append((codec.alert_state_key(key), None))
+            else:
+                state.alerts[key] = value
+                writes.append((codec.alert_state_key(key), codec.encode_document(value)))
+        for event in decision.events:
+            held = codec.unsent_key(event)
+            state.unsent[held] = event
+            writes.append((held, codec.encode_document(event)))
+        return writes
+
+    def unsent(self) -> dict[int, list[Document]]:
+        """Alert events recorded but not confirmed sent, per partition."""
+        return {p: list(s.unsent.values()) for p, s in self.partitions.items() if s.unsent}
+
+    def confirm(self, partition: int, events: list[Document]) -> list[Write]:
+        """The events are on the alerts topic: no successor needs to look for them."""
+        state = self.partitions[partition]
+        writes: list[Write] = []
+        for event in events:
+            key = codec.unsent_key(event)
+            state.unsent.pop(key, None)
+            writes.append((key, None))
+        return writes
+
+    def finals(self, partition: int, now_ms: int) -> tuple[list[Document], dict[str, int]]:
+        """Final snapshots of windows the closing watermark has passed, and the new frontier.
+
+        The runtime sends them first and only then calls ``advance`` with the frontier, so a crash in
+        between emits the same finals again rather than losing them.
+        """
+        state = self.partitions[partition]
+        closing = self.closing_watermark(state, now_ms)
+        if closing is None:
+            return [], {}
+        limit = closing - self.config.allowed_lateness_ms
+        documents: list[Document] = []
+        frontier: dict[str, int] = {}
+        for spec in self.config.specs:
+            done = state.meta.frontier.get(spec.name)
+            reached = limit - limit % spec.step_ms  # the last window end the closing watermark has passed
+            if done is not None and reached <= done:
+                continue
+            for scope in list(state.parts):
+                documents.extend(_closed_windows(state, scope, spec, done, limit, now_ms))
+            frontier[spec.name] = reached
+        return documents, frontier
+
+    def advance(self, partition: int, frontier: dict[str, int]) -> list[Write]:
+        """Record the finals as done and drop buckets no open window needs."""
+        state = self.partitions[partition]
+        if not frontier:
+            return []
+        state.meta.frontier.update(frontier)
+        writes: list[Write] = [(codec.META, codec.encode(state.meta))]
+        for scope in list(state.parts):
+            buckets = state.parts[scope]
+            for width, start in list(buckets):
+                if self._closed(state, width, start):
+                    del buckets[(width, start)]
+                    state.sums.get(scope, {}).pop((width, start), None)
+                    state.stale.get(scope, set()).discard((width, start))
+                    writes.append((codec.bucket_key(scope, width, start), None))
+            if not buckets:
+                del state.parts[scope]
+                state.sums.pop(scope, None)
+                state.stale.pop(scope, None)
+                state.last_emit.pop(scope, None)
+                state.dirty.discard(scope)
+        return writes
+
+
+def _advance_position(meta: RollupMeta, watermark: Any) -> None:
+    known = meta.positions.get(watermark.source)
+    if known is None:
+        meta.positions[watermark.source] = SourcePosition(watermark.closing_ms, watermark.wall_ms, watermark.high_ms)
+    else:
+        known.closing_ms = max(known.closing_ms, watermark.closing_ms)
+        known.wall_ms = max(known.wall_ms, watermark.wall_ms)
+        known.high_ms = max(known.high_ms, watermark.high_ms)
+
+
+def _older(versions: list[int], known: list[int]) -> bool:
+    """A state no newer than the one held, in every kind, and not the same one."""
+    return all(v <= k for v, k in zip(versions, known, strict=True)) and versions != known
+
+
+def _merge(entry: BucketParts) -> list[float]:
+    """The bucket's value: the sum over input partitions, in a fixed order."""
+    total = scoring.empty()
+    for source in sorted(entry.parts):
+        scoring.merge_into(total, entry.parts[source].stats)
+    return total
+
+
+def _window(buckets: dict[BucketId, list[float]], spec: WindowSpec, start: int, end: int) -> list[float] | None:
+    width = spec.bucket_ms
+    total = None
+    for bucket_start in range(start, end, width):
+        stats = buckets.get((width, bucket_start))
+        if stats is not None:
+            if total is None:
+                total = scoring.empty()
+            scoring.merge_into(total, stats)
+    return total
+
+
+def _closed_windows(state: RollupPartition, scope: Scope, spec: WindowSpec, done: int | None, limit: int,
+                    now_ms: int) -> list[Document]:
+    buckets = state.merged(scope)
+    starts = [b for (w, b) in buckets if w == spec.bucket_ms]
+    if not starts:
+        return []
+    lo, hi = min(starts), max(starts) + spec.bucket_ms
+    after = done if done is not None else lo - 1
+    documents = []
+    for end in spec.ends_between(after, limit, lo, hi):
+        stats = _window(buckets, spec, end - spec.size_ms, end)
+        if stats is not None:
+            documents.append(snapshot.build(*scope, spec.name, end - spec.size_ms, end, True, stats, now_ms))
+    return documents
