@@ -22,80 +22,120 @@ from stream_app.engine.records import Bucket, FullDims, Scope
 
 BucketId = tuple[Scope, int, int]  # scope, width, start
 GroupKey = tuple[str, FullDims, frozenset[str] | None, int]  # tenant, attributes, moved attributes, minute
-_ATTRIBUTE_INDEX = {name: index for index, name in enumerate(ATTRIBUTES)}  # a dimension is named as its attribute
+# A dimension is named as the attribute it groups by.
+_ATTRIBUTE_INDEX = {name: index for index, name in enumerate(ATTRIBUTES)}
 
 
 class Groups:
-    """The summed effects of one partition's batch."""
+    """The effects of one partition's batch: new records as columns for numpy, replayed ones summed
+    per record so that each can be checked against the buckets it reaches."""
 
-    __slots__ = ("fresh", "grid_ms", "replayed")
+    __slots__ = ("cols", "grid_ms", "index", "minutes", "owner", "profiles", "replayed", "vals")
 
-    def __init__(self, grid_ms: int) -> None:
+    def __init__(self, index: ScopeIndex, grid_ms: int) -> None:
+        self.index = index
         self.grid_ms = grid_ms
-        self.fresh: dict[GroupKey, list[float]] = {}
+        self.profiles: list[int] = []  # per effect: its (tenant, attributes, moved attributes)
+        self.minutes: list[int] = []  # per effect: its time on the grid
+        self.owner: list[int] = []  # per statistic added: the effect it belongs to
+        self.cols: list[int] = []  # per statistic added: its index in the stats vector
+        self.vals: list[float] = []
         self.replayed: dict[tuple[GroupKey, int], list[float]] = {}  # (group, trigger) -> sums
 
     def add(self, effects: Iterable[Effect], replayed: int | None) -> None:
         """Add a record's effects; ``replayed`` is its trigger when it may have been applied before."""
         grid = self.grid_ms
         for sign, tenant, dims, event_ms, contribution, only in effects:
-            key = (tenant, dims, only, event_ms - event_ms % grid)
-            if replayed is None:
-                stats = self.fresh.get(key)
+            minute = event_ms - event_ms % grid
+            if replayed is not None:
+                stats = self.replayed.get(((tenant, dims, only, minute), replayed))
                 if stats is None:
-                    stats = self.fresh[key] = scoring.empty()
-            else:
-                stats = self.replayed.get((key, replayed))
-                if stats is None:
-                    stats = self.replayed[(key, replayed)] = scoring.empty()
-            if sign == 1:
+                    stats = self.replayed[((tenant, dims, only, minute), replayed)] = scoring.empty()
                 for index, value in contribution:
-                    stats[index] += value
+                    stats[index] += sign * value
+                continue
+            effect = len(self.profiles)
+            self.profiles.append(self.index.profile(tenant, dims, only))
+            self.minutes.append(minute)
+            if contribution:
+                cols, vals = zip(*contribution, strict=True)
+                self.cols.extend(cols)
+                self.vals.extend(vals if sign == 1 else (-v for v in vals))
+                self.owner.extend([effect] * len(cols))
+
+
+class ScopeIndex:
+    """Every scope a partition has fanned out to, numbered, and for each (tenant, attributes, moved
+    attributes) the numbers of the scopes it counts in, one column per dimension (-1: none).
+
+    Kept for the partition's life: the same few hundred attribute combinations recur in every batch,
+    and their scopes need working out only once.
+    """
+
+    def __init__(self, dimensions: tuple[str, ...]) -> None:
+        self.dimensions = dimensions
+        self.scopes: list[Scope] = []
+        self._scope_ids: dict[Scope, int] = {}
+        self._profiles: dict[tuple[str, FullDims, frozenset[str] | None], int] = {}
+        self._rows: list[list[int]] = []
+        self._matrix = np.empty((0, len(dimensions)), dtype=np.int64)
+
+    def profile(self, tenant: str, dims: FullDims, only: frozenset[str] | None) -> int:
+        found = self._profiles.get((tenant, dims, only))
+        if found is not None:
+            return found
+        row = []
+        for dimension in self.dimensions:
+            if dimension == "all":
+                scope: Scope | None = (tenant, "all", "all") if only is None else None
+            elif only is None or dimension in only:
+                scope = (tenant, dimension, dims[_ATTRIBUTE_INDEX[dimension]])
             else:
-                for index, value in contribution:
-                    stats[index] -= value
+                scope = None
+            row.append(-1 if scope is None else self._scope_id(scope))
+        self._rows.append(row)
+        found = self._profiles[(tenant, dims, only)] = len(self._rows) - 1
+        return found
+
+    def scope_ids(self, profiles: np.ndarray) -> np.ndarray:
+        """The scope numbers of each profile in ``profiles``: one row each, one column per dimension."""
+        if len(self._matrix) < len(self._rows):
+            self._matrix = np.array(self._rows, dtype=np.int64).reshape(len(self._rows), len(self.dimensions))
+        return self._matrix[profiles]
+
+    def _scope_id(self, scope: Scope) -> int:
+        found = self._scope_ids.get(scope)
+        if found is None:
+            found = self._scope_ids[scope] = len(self.scopes)
+            self.scopes.append(scope)
+        return found
 
 
 class Fan:
     """Where a batch's groups land: the buckets of one partition, and their expiry."""
 
-    def __init__(self, dimensions: tuple[str, ...], widths_ms: tuple[int, ...], buckets: dict[BucketId, Bucket],
+    def __init__(self, index: ScopeIndex, widths_ms: tuple[int, ...], buckets: dict[BucketId, Bucket],
                  expiry: list[tuple[int, BucketId]], sealed_ms: int | None) -> None:
-        self.dimensions = dimensions
+        self.index = index
         self.widths_ms = widths_ms
         self.buckets = buckets
         self.expiry = expiry
         self.sealed_ms = sealed_ms
-        self.before: dict[BucketId, tuple[int, int]] = {}  # versions of each touched bucket as the batch began
-        self._scopes: dict[tuple[str, FullDims, frozenset[str] | None], list[Scope]] = {}
+        # The versions of each touched bucket as the batch began.
+        self.before: dict[BucketId, tuple[int, int]] = {}
 
     def run(self, groups: Groups, batch_max: tuple[int, int]) -> list[BucketId]:
         """Apply the groups; every touched bucket takes the batch's highest offsets as its versions,
         since all of the batch's records that reach it are in it now. Returns the touched buckets."""
         for (key, trigger), stats in groups.replayed.items():
             self._replayed(key, trigger, stats)
-        if groups.fresh:
-            self._fresh(groups.fresh)
+        if groups.profiles:
+            self._fresh(groups)
         for bucket_id in self.before:
             versions = self.buckets[bucket_id].versions
             versions[0] = max(versions[0], batch_max[0])
             versions[1] = max(versions[1], batch_max[1])
         return list(self.before)
-
-    def scopes(self, tenant: str, dims: FullDims, only: frozenset[str] | None) -> list[Scope]:
-        """The (tenant, dimension, key) scopes an effect counts in; a moved survey skips unchanged ones."""
-        found = self._scopes.get((tenant, dims, only))
-        if found is not None:
-            return found
-        scopes = []
-        for dimension in self.dimensions:
-            if dimension == "all":
-                if only is None:
-                    scopes.append((tenant, "all", "all"))
-            elif only is None or dimension in only:
-                scopes.append((tenant, dimension, dims[_ATTRIBUTE_INDEX[dimension]]))
-        self._scopes[(tenant, dims, only)] = scopes
-        return scopes
 
     def _bucket(self, scope: Scope, width: int, start: int) -> Bucket | None:
         """The bucket, created if need be; None when no record can reach it any more."""
@@ -115,32 +155,50 @@ class Fan:
         state, which may not have reached the rollup before the crash, is sent again."""
         tenant, dims, only, minute = key
         offset, kind = divmod(trigger, 2)
+        ids = self.index.scope_ids(np.array([self.index.profile(tenant, dims, only)]))[0]
         for width in self.widths_ms:
             start = minute - minute % width
-            for scope in self.scopes(tenant, dims, only):
+            for scope_id in ids[ids >= 0].tolist():
+                scope = self.index.scopes[scope_id]
                 bucket = self._bucket(scope, width, start)
                 if bucket is not None and offset > self.before[(scope, width, start)][kind]:
                     bucket.stats = [a + b for a, b in zip(bucket.stats, stats, strict=True)]
 
-    def _fresh(self, fresh: dict[GroupKey, list[float]]) -> None:
-        """Sum the groups per (scope, minute) with numpy, then per bucket, then add to the buckets."""
-        index: dict[tuple[Scope, int], int] = {}
-        rows: list[int] = []
-        targets: list[int] = []
-        for row, (tenant, dims, only, minute) in enumerate(fresh):
-            for scope in self.scopes(tenant, dims, only):
-                target = index.setdefault((scope, minute), len(index))
-                rows.append(row)
-                targets.append(target)
-        per_minute = _sum_rows(np.array(list(fresh.values()))[rows], np.array(targets), len(index))
-        scope_minutes = list(index)
-        for width in self.widths_ms:
-            per_bucket: dict[tuple[Scope, int], int] = {}
-            bucket_of = [per_bucket.setdefault((scope, minute - minute % width), len(per_bucket))
-                         for scope, minute in scope_minutes]
-            sums = _sum_rows(per_minute, np.array(bucket_of), len(per_bucket))
-            for (scope, start), values in zip(per_bucket, sums.tolist(), strict=True):
-                bucket = self._bucket(scope, width, start)
+    def _fresh(self, groups: Groups) -> None:
+        """Sum the new records' statistics per (scope, minute), then per bucket, with numpy; then add
+        each bucket's sum to it."""
+        index = self.index
+        minute_list = sorted(set(groups.minutes))
+        minutes = np.array(minute_list, dtype=np.int64)
+        minute_of = np.searchsorted(minutes, np.array(groups.minutes, dtype=np.int64))
+        scope_ids = index.scope_ids(np.array(groups.profiles, dtype=np.int64))  # effects x dimensions
+        owner = np.array(groups.owner, dtype=np.int64)
+        cols = np.array(groups.cols, dtype=np.int64)
+        vals = np.array(groups.vals, dtype=np.float64)
+        reached = scope_ids >= 0
+        cells = (scope_ids * len(minutes) + minute_of[:, None])[reached]
+        cell_ids, where = np.unique(cells, return_inverse=True)
+        # The (scope, minute) cell of each effect in each dimension.
+        cell_of = np.full(scope_ids.shape, -1, dtype=np.int64)
+        cell_of[reached] = where
+        width = scoring.STATS_LEN
+        targets, weights = [], []
+        for dimension in range(scope_ids.shape[1]):
+            cell = cell_of[owner, dimension]
+            counted = cell >= 0
+            targets.append(cell[counted] * width + cols[counted])
+            weights.append(vals[counted])
+        per_minute = np.bincount(np.concatenate(targets), weights=np.concatenate(weights),
+                                 minlength=len(cell_ids) * width).reshape(len(cell_ids), width)
+        cell_scope = cell_ids // len(minutes)
+        cell_minute = minutes[cell_ids % len(minutes)]
+        for bucket_width in self.widths_ms:
+            starts, start_of = np.unique(cell_minute - cell_minute % bucket_width, return_inverse=True)
+            pairs, where = np.unique(cell_scope * len(starts) + start_of, return_inverse=True)
+            sums = _sum_rows(per_minute, where, len(pairs))
+            for pair, values in zip(pairs.tolist(), sums.tolist(), strict=True):
+                scope_id, start = divmod(pair, len(starts))
+                bucket = self._bucket(index.scopes[scope_id], bucket_width, int(starts[start]))
                 if bucket is not None:
                     bucket.stats = [a + b for a, b in zip(bucket.stats, values, strict=True)]
 

@@ -147,7 +147,8 @@ class Pipeline:
             self.intake.load(partition, self.ports.store(INTAKE_TABLE, partition).items())
         return self.intake.process(partition, interactions, surveys, now_ms)
 
-    def _rollup(self, partition: int, messages: list[tuple[bytes | None, bytes | None]]) -> tuple[list[Write], int]:
+    def _rollup(self, partition: int,
+                messages: list[tuple[bytes | None, bytes | None]]) -> tuple[list[Write], int]:
         if not self.rollup.loaded(partition):
             self.rollup.load(partition, self.ports.store(ROLLUP_TABLE, partition).items())
         return self.rollup.process(partition, messages)
@@ -253,7 +254,8 @@ class Pipeline:
                     missing += 1
             unconfirmed.extend(events)
         await sent.flush()
-        await self._persist({(ROLLUP_TABLE, p): self.rollup.confirm(p, events) for p, events in unsent.items()})
+        await self._persist({(ROLLUP_TABLE, p): self.rollup.confirm(p, events)
+                             for p, events in unsent.items()})
         log.warning("alert events left unconfirmed by a previous worker: %d already on %s, %d sent now",
                     len(unconfirmed) - missing, self.topics.alerts, missing)
         return unconfirmed

@@ -13,7 +13,8 @@ Where msgspec and the schema path differ, and what is done about it:
 - Unknown fields (the schema allows them): msgspec *skips* them without the checks orjson makes (it
   lets invalid UTF-8, numbers that overflow to infinity and any nesting depth through). So the Structs
   forbid unknown fields; a record that has some is parsed by orjson itself and converted with
-  ``msgspec.convert`` into the same Structs made lenient (still faster than the schema validator).
+  ``msgspec.convert`` into the same Structs made lenient (still faster than the schema validator;
+  ``decode_batch``, once it meets one, reads the rest of its batch that way straight away).
 - Integers: msgspec keeps any integer exact, orjson makes a float of one outside 64 bits (and the
   contract then truncates it); the Structs take int64 only. ``1.0`` is an integer for JSON Schema but
   not for msgspec: the contract decides.
@@ -31,7 +32,7 @@ into a result, and the fast path never words a detail.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 import msgspec
 import orjson
@@ -198,7 +199,8 @@ def _time_ms(text: str) -> int | None:
 # --- the checks a schema cannot say ---------------------------------------------------------------
 
 
-#: Trimmed, lower-cased dimension values by their raw text (there are few); never a blank one.
+#: Trimmed, lower-cased dimension values (channel, queue, agent, touchpoint) by their raw text: there
+#: are few. Never a blank one, so that ``_NORMAL.get(text) or _normal(text)`` is "" only for a blank.
 _NORMAL: dict[str, str] = {}
 _NORMAL_MAX = 4096
 
@@ -213,36 +215,25 @@ def _normal(text: str) -> str:
     return normal
 
 
-def _dimensions(event: _Interaction | _Survey) -> tuple[str | None, str | None, str | None] | None:
-    """Queue, agent and touchpoint trimmed and lower-cased; None if one is blank (channel: the callers)."""
-    queue, agent, touchpoint = event.queue, event.agent_id, event.touchpoint
-    if queue is not None:
-        queue = _NORMAL.get(queue) or _normal(queue)
-        if not queue:
-            return None
-    if agent is not None:
-        agent = _NORMAL.get(agent) or _normal(agent)
-        if not agent:
-            return None
-    if touchpoint is not None:
-        touchpoint = _NORMAL.get(touchpoint) or _normal(touchpoint)
-        if not touchpoint:
-            return None
-    return queue, agent, touchpoint
-
-
 def _interaction(event: _Interaction) -> Interaction | None:
+    """The Interaction of a Struct that passed the schema's constraints, or None."""
     closed_ms = _time_ms(event.closed_at)
     if closed_ms is None or not EVENT_TIME_MIN_MS <= closed_ms < EVENT_TIME_MAX_MS:
         return None
     started_at = event.started_at
     if started_at is not None and _time_ms(started_at) is None:  # only checked, as in the contract
         return None
-    channel = _NORMAL.get(event.channel) or _normal(event.channel)
-    dims = _dimensions(event)
-    if dims is None or not channel:
+    # Dimensions trimmed and lower-cased; a blank one ("" after that) is rejected.
+    channel, queue, agent, touchpoint = event.channel, event.queue, event.agent_id, event.touchpoint
+    channel = _NORMAL.get(channel) or _normal(channel)
+    if queue is not None:
+        queue = _NORMAL.get(queue) or _normal(queue)
+    if agent is not None:
+        agent = _NORMAL.get(agent) or _normal(agent)
+    if touchpoint is not None:
+        touchpoint = _NORMAL.get(touchpoint) or _normal(touchpoint)
+    if not channel or queue == "" or agent == "" or touchpoint == "":
         return None
-    queue, agent, touchpoint = dims
     tenant, transfers, abandoned = event.tenant, event.transfers, event.abandoned
     return _new(Interaction, (
         event.event_id,
@@ -304,21 +295,27 @@ def _answers(items: tuple[_Answer, ...]) -> tuple[Answer, ...] | None:
 
 
 def _survey(event: _Survey) -> Survey | None:
+    """The Survey of a Struct that passed the schema's constraints, or None."""
     answered_ms = _time_ms(event.answered_at)
     if answered_ms is None or not EVENT_TIME_MIN_MS <= answered_ms < EVENT_TIME_MAX_MS:
         return None
     interaction_id, channel = event.interaction_id, event.channel
     if channel is not None:
         channel = _NORMAL.get(channel) or _normal(channel)
-        if not channel:
-            return None
     elif interaction_id is None:  # the schema's anyOf
         return None
-    dims = _dimensions(event)
-    answers = _answers(event.answers)
-    if dims is None or answers is None:
+    queue, agent, touchpoint = event.queue, event.agent_id, event.touchpoint
+    if queue is not None:
+        queue = _NORMAL.get(queue) or _normal(queue)
+    if agent is not None:
+        agent = _NORMAL.get(agent) or _normal(agent)
+    if touchpoint is not None:
+        touchpoint = _NORMAL.get(touchpoint) or _normal(touchpoint)
+    if channel == "" or queue == "" or agent == "" or touchpoint == "":
         return None
-    queue, agent, touchpoint = dims
+    answers = _answers(event.answers)
+    if answers is None:
+        return None
     tenant = event.tenant
     return _new(Survey, (
         event.event_id,
@@ -376,29 +373,67 @@ def decode_survey(value: bytes | None, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     return contract.decode_survey(value, max_bytes=max_bytes) if event is None else event
 
 
+class _Kind(NamedTuple):
+    """What decode_batch needs of one input kind."""
+
+    decode: Callable[[bytes], Any]  # strict Struct decode: raises on an unknown field
+    lenient: Callable[[bytes], Any]  # orjson's parse, converted to the lenient Struct
+    loose: type[Any]
+    build: Callable[[Any], Interaction | Survey | None]
+    contract: Callable[..., Interaction | Survey]
+
+
+def _lenient_interaction(value: bytes) -> _Interaction:
+    return _convert(_loads(value), _InteractionLoose)
+
+
+def _lenient_survey(value: bytes) -> _Survey:
+    return _convert(_loads(value), _SurveyLoose)
+
+
+_KINDS = {
+    "interaction": _Kind(_decode_interaction, _lenient_interaction, _InteractionLoose, _interaction,
+                         contract.decode_interaction),
+    "survey": _Kind(_decode_survey, _lenient_survey, _SurveyLoose, _survey, contract.decode_survey),
+}
+
+
 def decode_batch(
     values: Sequence[bytes | None], kind: Literal["interaction", "survey"], max_bytes: int
 ) -> list[Interaction | Survey | InvalidEvent]:
     """Decode one batch of one kind, in order: a value, or the ``InvalidEvent`` that rejects it.
 
-    Never raises for a record (the engine dead-letters the ``InvalidEvent`` items).
+    Never raises for a record (the engine dead-letters the ``InvalidEvent`` items). The fast path is
+    inlined here (one call less a record); once a value has fields the schema does not name, the rest
+    of the batch (the same producer, most likely) is parsed leniently straight away, without first
+    failing the strict decoder.
     """
-    fast: Callable[[object, int], Interaction | Survey | None]
-    slow: Callable[..., Interaction | Survey]
-    if kind == "interaction":
-        fast, slow = _fast_interaction, contract.decode_interaction
-    elif kind == "survey":
-        fast, slow = _fast_survey, contract.decode_survey
-    else:
-        raise ValueError(f"unknown kind {kind!r}: 'interaction' or 'survey'")
+    try:
+        decode, lenient, loose, build, slow = _KINDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown kind {kind!r}: 'interaction' or 'survey'") from None
     out: list[Interaction | Survey | InvalidEvent] = []
     append = out.append
     for value in values:
-        event = fast(value, max_bytes)
+        event = None
+        if type(value) is bytes and len(value) <= max_bytes:
+            try:
+                struct = decode(value)
+            except _ValidationError as error:
+                struct = _lenient(value, error, loose)
+                if struct is not None:
+                    decode = lenient
+            except Exception:  # noqa: BLE001 - DecodeError, RecursionError, ...: the contract says what it is
+                struct = None
+            if struct is not None:
+                event = build(struct)
         if event is None:
             try:
                 event = slow(value, max_bytes=max_bytes)
             except InvalidEvent as exc:
+                # Kept until the batch is dead-lettered: not with the frames (and parsed values,
+                # personal data included) that its traceback and context would keep alive.
+                exc.__traceback__ = exc.__context__ = None
                 append(exc)
                 continue
         append(event)

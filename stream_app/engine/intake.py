@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from stream_app import scoring
 from stream_app.engine import codec
-from stream_app.engine.buckets import BucketId, Fan, Groups
+from stream_app.engine.buckets import BucketId, Fan, Groups, ScopeIndex
 from stream_app.engine.decode import decode_batch
 from stream_app.engine.join import (
     Effect,
@@ -38,6 +38,7 @@ from stream_app.engine.records import (
     BucketUpdate,
     Dims,
     IntakeMeta,
+    InteractionRef,
     JoinEntry,
     Partial,
     Scope,
@@ -113,10 +114,13 @@ class IntakeResult:
 class IntakePartition:
     """One input partition's live state, in memory; ``load`` rebuilds it from a store's items."""
 
-    def __init__(self, partition: int) -> None:
+    def __init__(self, partition: int, dimensions: tuple[str, ...]) -> None:
         self.partition = partition
+        self.scope_index = ScopeIndex(dimensions)
         self.meta = IntakeMeta({}, None)
-        self.entries: dict[str, JoinEntry] = {}
+        # Join entries, kept encoded: most are a lone interaction that no later record reads, and
+        # the encoded form (written to the changelog anyway) takes half the memory of the object.
+        self.entries: dict[str, bytes] = {}
         self.buckets: dict[BucketId, Bucket] = {}
         self.admitted: dict[tuple[str, int], set[str]] = {}
         self.replay_upto = [-1, -1]  # per kind: offsets at or below may be in some bucket already
@@ -128,9 +132,8 @@ class IntakePartition:
         for key, value in items:
             prefix = key[:1]
             if prefix == codec.JOIN:
-                entry = codec.decode_join(value)
-                self.entries[key[1:].decode()] = entry
-                self._entry_expiry.append((entry.last_ms + retention_ms, key[1:].decode()))
+                self.entries[key[1:].decode()] = value
+                self._entry_expiry.append((codec.decode_join(value).last_ms + retention_ms, key[1:].decode()))
             elif prefix == codec.BUCKET:
                 scope, width, start = codec.parse_bucket_key(key)
                 bucket = codec.decode_bucket(value)
@@ -161,7 +164,7 @@ class Intake:
         return partition in self.partitions
 
     def load(self, partition: int, items: Sequence[tuple[bytes, bytes]]) -> None:
-        state = IntakePartition(partition)
+        state = IntakePartition(partition, self.config.dimensions)
         state.load(items, self.config.join_retention_ms)
         self.partitions[partition] = state
 
@@ -172,11 +175,13 @@ class Intake:
         batch = _Batch(self, state)
         for kind, records in ((INTERACTION, interactions), (SURVEY, surveys)):
             if records:
-                events = decode_batch([r.value for r in records], KIND_NAMES[kind], self.config.max_record_bytes)
+                values = [r.value for r in records]
+                events = decode_batch(values, KIND_NAMES[kind], self.config.max_record_bytes)
                 for record, event in zip(records, events, strict=True):
                     batch.apply(kind, record, event)
                 batch.batch_max[kind] = records[-1].offset
-        return batch.finish(bool(interactions or surveys), int(time.time() * 1000) if now_ms is None else now_ms)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        return batch.finish(bool(interactions or surveys), now_ms)
 
 
 class _Batch:
@@ -187,9 +192,11 @@ class _Batch:
         self.config = intake.config
         self.state = state
         self.result = IntakeResult()
-        self.groups = Groups(intake.grid_ms)
+        self.groups = Groups(state.scope_index, intake.grid_ms)
         self.batch_max = [-1, -1]  # per kind, the highest offset in the batch
+        self.ok = [0, 0]  # per kind, records counted
         # Insertion-ordered (dicts, not sets): a crash keeps a prefix of the writes, the same one each time.
+        self.open_entries: dict[str, JoinEntry | None] = {}  # entries this batch has read, decoded
         self.changed_entries: dict[str, None] = {}
         self.grown: dict[tuple[str, int], None] = {}
 
@@ -205,8 +212,7 @@ class _Batch:
         else:
             join_key = event.interaction_id or "\x00" + event.event_id
             event_ms = event.answered_at_ms
-        entries = self.state.entries
-        entry = entries.get(join_key)
+        entry = self._entry(join_key)
         seen = None if entry is None else entry.seen.get(event.event_id)
         if seen is not None and seen != trigger:
             self.result.count(kind, "duplicate")
@@ -216,16 +222,30 @@ class _Batch:
             if late is not None:
                 self._dead_letter(kind, record, "too_late", late)
                 return
-            if entry is None:
-                entry = entries[join_key] = new_entry()
             self.changed_entries[join_key] = None
-        assert entry is not None
-        effects = self._effects(kind, trigger, entry, event, event_ms, seen is None)
-        self.result.count(kind, "ok")
+        self.ok[kind] += 1
         # A record seen before (a replay) is checked bucket by bucket; a new one beyond every
         # bucket's versions is summed with its neighbours.
-        fresh = seen is None and offset > self.state.replay_upto[kind]
-        self.groups.add(effects, None if fresh else trigger)
+        replayed = None if seen is None and offset > self.state.replay_upto[kind] else trigger
+        if entry is None and isinstance(event, Interaction):  # the common case, straight through
+            dims = self._bound(event.tenant, (event.channel, event.queue, event.agent_id, event.touchpoint))
+            self.open_entries[join_key] = JoinEntry(event_ms, {event.event_id: trigger},
+                                                    InteractionRef(trigger, dims))
+            self.groups.add((own_effect(event.tenant, dims, event_ms, self._stats(event)),), replayed)
+            return
+        if entry is None:
+            entry = self.open_entries[join_key] = new_entry()
+        self.groups.add(self._effects(kind, trigger, entry, event, event_ms, seen is None), replayed)
+
+    def _stats(self, interaction: Interaction) -> Sparse:
+        return tuple(scoring.interaction_stats(interaction, self.config.service_level_seconds))
+
+    def _entry(self, join_key: str) -> JoinEntry | None:
+        if join_key in self.open_entries:
+            return self.open_entries[join_key]
+        encoded = self.state.entries.get(join_key)
+        entry = self.open_entries[join_key] = None if encoded is None else codec.decode_join(encoded)
+        return entry
 
     def _too_late(self, kind: int, event_ms: int) -> str | None:
         """Each kind has its own watermark: a backlog of one topic read ahead of the other must not
@@ -234,7 +254,8 @@ class _Batch:
         own = meta.watermarks.get(kind)
         lateness = self.config.allowed_lateness_ms
         sealed = meta.sealed_ms
-        floor = max(sealed if sealed is not None else event_ms, (own - lateness) if own is not None else event_ms)
+        floor = max(sealed if sealed is not None else event_ms,
+                    (own - lateness) if own is not None else event_ms)
         if event_ms < floor:
             return f"event time is {floor - event_ms} ms before watermark - allowed lateness"
         if own is None or event_ms > own:
@@ -245,8 +266,7 @@ class _Batch:
                  event_ms: int, new: bool) -> list[Effect]:
         dims = self._bound(event.tenant, (event.channel, event.queue, event.agent_id, event.touchpoint))
         if isinstance(event, Interaction):
-            own = own_effect(event.tenant, dims, event_ms,
-                             tuple(scoring.interaction_stats(event, self.config.service_level_seconds)))
+            own = own_effect(event.tenant, dims, event_ms, self._stats(event))
             return add_interaction(entry, event.event_id, trigger, own, dims) if new else \
                 effects_of(entry, trigger, own)
         if new:
@@ -282,18 +302,23 @@ class _Batch:
         return bounded
 
     def _dead_letter(self, kind: int, record: InputRecord, reason: str, detail: str) -> None:
-        self.result.dead_letters.append(DeadLetter(kind, record.offset, record.key, record.value, reason, detail))
+        dead = DeadLetter(kind, record.offset, record.key, record.value, reason, detail)
+        self.result.dead_letters.append(dead)
         self.result.count(kind, "invalid" if reason != "too_late" else "too_late")
 
     def finish(self, had_records: bool, now_ms: int) -> IntakeResult:
         """Seal, fan the groups out to buckets, expire, and lay out the writes and partials."""
         state, result = self.state, self.result
+        for kind, count in enumerate(self.ok):
+            if count:
+                result.outcomes[(kind, "ok")] = count
         lagging = min(state.meta.watermarks.values()) if state.meta.watermarks else None
         if lagging is not None:
             floor = lagging - self.config.allowed_lateness_ms
             sealed = state.meta.sealed_ms
             state.meta.sealed_ms = floor if sealed is None else max(sealed, floor)
-        fan = Fan(self.config.dimensions, self.config.widths_ms, state.buckets, state._bucket_expiry, state.meta.sealed_ms)
+        fan = Fan(state.scope_index, self.config.widths_ms, state.buckets, state._bucket_expiry,
+                  state.meta.sealed_ms)
         touched = fan.run(self.groups, (self.batch_max[0], self.batch_max[1]))
         if touched:
             state.replay_upto = [max(a, b) for a, b in zip(state.replay_upto, self.batch_max, strict=True)]
@@ -305,8 +330,10 @@ class _Batch:
                               codec.encode(sorted(state.admitted[(tenant, attribute)]))))
         retention = self.config.join_retention_ms
         for join_key in self.changed_entries:
-            entry = state.entries[join_key]
-            changelog.append((codec.join_key(join_key), codec.encode(entry)))
+            entry = self.open_entries[join_key]
+            assert entry is not None
+            encoded = state.entries[join_key] = codec.encode(entry)
+            changelog.append((codec.join_key(join_key), encoded))
             heapq.heappush(state._entry_expiry, (entry.last_ms + retention, join_key))
         for bucket_id in touched:
             changelog.append((codec.bucket_key(*bucket_id), codec.encode(state.buckets[bucket_id])))
@@ -330,8 +357,8 @@ def _expire(state: IntakePartition, watermark: int | None, retention_ms: int, ch
     heap = state._entry_expiry
     while heap and heap[0][0] <= watermark:
         _, join_key = heapq.heappop(heap)
-        entry = state.entries.get(join_key)
-        if entry is not None and entry.last_ms + retention_ms <= watermark:
+        encoded = state.entries.get(join_key)
+        if encoded is not None and codec.decode_join(encoded).last_ms + retention_ms <= watermark:
             del state.entries[join_key]
             changelog.append((codec.join_key(join_key), None))
     sealed = state.meta.sealed_ms
@@ -356,6 +383,7 @@ def _partials(config: IntakeConfig, state: IntakePartition, touched: list[Bucket
         result.partials.append((codec.scope_partition(key, config.partitions), key,
                                 codec.encode(Partial(state.partition, updates))))
     if lagging is not None:
-        watermark = codec.encode(Watermark(state.partition, lagging, max(state.meta.watermarks.values()), now_ms))
+        highest = max(state.meta.watermarks.values())
+        watermark = codec.encode(Watermark(state.partition, lagging, highest, now_ms))
         for partition in range(config.partitions):
             result.partials.append((partition, codec.WATERMARK_KEY, watermark))

@@ -91,6 +91,7 @@ def effects_of(entry: JoinEntry, trigger: int, own: Effect | None = None) -> lis
             before, after = resolve(survey.dims, None), resolve(survey.dims, base)
             changed = frozenset(a for a, x, y in zip(ATTRIBUTES, before, after, strict=True) if x != y)
             if changed:
-                effects.append(Effect(-1, survey.tenant, before, survey.event_ms, survey.contribution, changed))
+                contribution = survey.contribution
+                effects.append(Effect(-1, survey.tenant, before, survey.event_ms, contribution, changed))
                 effects.append(Effect(1, survey.tenant, after, survey.event_ms, survey.contribution, changed))
     return effects

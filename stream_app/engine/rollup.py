@@ -1,4 +1,4 @@
-"""Stage two, per scope: merge every input partition's buckets, build rolling and final snapshots, judge rules.
+"""Stage two, per scope: merge the input partitions' buckets, build rolling and final snapshots, judge rules.
 
 A scope (tenant, dimension, key) lives on one partition of the partials topic. For each time bucket
 it keeps the latest state sent by each input partition — a newer state replaces an older one, so a
@@ -76,7 +76,8 @@ class RollupPartition:
                 self.alerts[key[1:].decode()] = codec.decode_document(value)
             elif prefix == codec.UNSENT:
                 self.unsent[key] = codec.decode_document(value)
-        self.dirty = set(self.parts)  # whoever held this partition may have died between applying and emitting
+        # Whoever held this partition may have died between applying and emitting.
+        self.dirty = set(self.parts)
 
     def latest_ms(self) -> int:
         return max(p.high_ms for p in self.meta.positions.values())
@@ -117,9 +118,11 @@ class Rollup:
     def _closed(self, state: RollupPartition, width: int, start: int) -> bool:
         """True when every window that holds this bucket has had its final snapshot."""
         frontier = state.meta.frontier
-        return all(s.name in frontier and start + s.size_ms <= frontier[s.name] for s in self.specs_by_width[width])
+        return all(s.name in frontier and start + s.size_ms <= frontier[s.name]
+                   for s in self.specs_by_width[width])
 
-    def process(self, partition: int, messages: Sequence[tuple[bytes | None, bytes | None]]) -> tuple[list[Write], int]:
+    def process(self, partition: int,
+                messages: Sequence[tuple[bytes | None, bytes | None]]) -> tuple[list[Write], int]:
         """Apply partials and watermarks; returns the writes and how many bucket states came after
         their windows' finals (and were dropped)."""
         state = self.partitions[partition]
@@ -148,7 +151,8 @@ class Rollup:
                 touched[(scope, *bucket_id)] = entry
                 state.stale.setdefault(scope, set()).add(bucket_id)
                 state.dirty.add(scope)
-        writes: list[Write] = [(codec.bucket_key(*bid), codec.encode(entry)) for bid, entry in touched.items()]
+        writes: list[Write] = [(codec.bucket_key(*bucket_id), codec.encode(entry))
+                               for bucket_id, entry in touched.items()]
         if meta_changed:
             writes.append((codec.META, codec.encode(state.meta)))
         if state.meta.positions:
@@ -286,7 +290,8 @@ class Rollup:
 def _advance_position(meta: RollupMeta, watermark: Any) -> None:
     known = meta.positions.get(watermark.source)
     if known is None:
-        meta.positions[watermark.source] = SourcePosition(watermark.closing_ms, watermark.wall_ms, watermark.high_ms)
+        meta.positions[watermark.source] = SourcePosition(watermark.closing_ms, watermark.wall_ms,
+                                                          watermark.high_ms)
     else:
         known.closing_ms = max(known.closing_ms, watermark.closing_ms)
         known.wall_ms = max(known.wall_ms, watermark.wall_ms)
@@ -306,7 +311,8 @@ def _merge(entry: BucketParts) -> list[float]:
     return total
 
 
-def _window(buckets: dict[BucketId, list[float]], spec: WindowSpec, start: int, end: int) -> list[float] | None:
+def _window(buckets: dict[BucketId, list[float]], spec: WindowSpec, start: int,
+            end: int) -> list[float] | None:
     width = spec.bucket_ms
     total = None
     for bucket_start in range(start, end, width):

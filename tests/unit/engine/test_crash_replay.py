@@ -1,4 +1,4 @@
-"""A run cut by a crash at any record written, then replayed, gives exactly the windows of an uninterrupted run.
+"""A run cut by a crash at any record written, then replayed, gives the windows of an uninterrupted run.
 
 The whole commit order runs in memory: both stages, the changelogs, the partials topic and the stores.
 A crash leaves the changelog and the outputs holding a prefix of what was being written; the next
@@ -53,7 +53,8 @@ class Run:
         old = self.ports.stores if (keep_stores and self.ports is not None) else {}
         self.ports = MemoryPorts(self.broker)
         for (table, partition), store in old.items():
-            self.ports.stores[(table, partition)] = _caught_up(self.broker, self.ports, table, partition, store)
+            caught_up = _caught_up(self.broker, self.ports, table, partition, store)
+            self.ports.stores[(table, partition)] = caught_up
         self.pipeline = Pipeline(self.ports, TOPICS, Intake(INTAKE), Rollup(ROLLUP))
 
     async def step(self) -> bool:
@@ -79,7 +80,7 @@ class Run:
     def windows(self) -> dict:
         assert self.pipeline is not None
         rollup = self.pipeline.rollup
-        for partition in range(PARTITIONS):  # a partition never fed since the crash is loaded as the timer would
+        for partition in range(PARTITIONS):  # one never fed since the crash is loaded as the timer would
             if not rollup.loaded(partition):
                 assert self.ports is not None
                 rollup.load(partition, self.ports.store("rollup", partition).items())
@@ -89,7 +90,8 @@ class Run:
                 for bucket, stats in state.merged(scope).items() if any(stats)}
 
 
-def _caught_up(broker: MemoryBroker, ports: MemoryPorts, table: str, partition: int, kept: MemoryStore) -> MemoryStore:
+def _caught_up(broker: MemoryBroker, ports: MemoryPorts, table: str, partition: int,
+               kept: MemoryStore) -> MemoryStore:
     """A kept store after Faust's recovery: the changelog after its checkpoint applied on top."""
     store = MemoryStore(kept.items())
     start = 0 if kept.checkpoint is None else kept.checkpoint
@@ -146,5 +148,6 @@ def test_an_uninterrupted_run_counts_every_interaction_once() -> None:
     run.start(keep_stores=False)
     asyncio.run(run.to_the_end())
     windows = run.windows()
-    day = [stats for (scope, (width, _)), stats in windows.items() if scope[1] == "all" and width == 86_400_000]
+    day = [stats for (scope, (width, _)), stats in windows.items()
+           if scope[1] == "all" and width == 86_400_000]
     assert sum(stats[12] for stats in day) == interactions
