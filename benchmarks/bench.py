@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import shutil
 import statistics
 import sys
@@ -49,7 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream_app.settings import Settings
 from stream_app.simulate import generate
 from stream_app.topics import ensure_topics
-from tests.harness import BOOTSTRAP, Deployment, Worker, delete_topics, read_all
+from tests.harness import BOOTSTRAP, Deployment, Worker, delete_topics, produce, read_all
 
 DAY_START = datetime(2026, 11, 2, tzinfo=UTC)
 DAY_MS = 86_400_000
@@ -77,6 +79,7 @@ def build_records(count: int, topics: dict[str, str]) -> tuple[list[tuple[str, b
         records.append((topic, record.key, orjson.dumps(record.value)))
     assert last_ms < start_ms + DAY_MS, "events spill into the next UTC day; the 1d check would be wrong"
     expected["span_hours"] = (last_ms - start_ms) / 3_600_000
+    expected["last_ms"] = last_ms
     expected["rate"] = rate
     return records, expected
 
@@ -185,15 +188,23 @@ def counts(snapshot: dict | None) -> str:
     return f"window_start={snapshot.get('window_start')} " + " ".join(f"{k}={v}" for k, v in figures.items())
 
 
-async def watch_scores(topic: str, partitions: int, expected: dict, done: asyncio.Event, state: dict) -> None:
-    """Read the score topic from the beginning, keep the latest value per key; note when it is complete."""
+async def watch_scores(topic: str, partitions: int, expected: dict, done: asyncio.Event, state: dict,
+                       offsets: dict[TopicPartition, int] | None = None) -> None:
+    """Read the score topic from the beginning (or from ``offsets``), keep the latest value per key;
+    note when it is complete. Each change of the 1d snapshot is appended to ``state["progress"]`` as
+    (arrival time, interactions.n)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]  # ensure_topics made it so
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        if offsets is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                consumer.seek(tp, offsets[tp])
         latest: dict[str, dict] = {}
+        progress = state.setdefault("progress", [])
         while not done.is_set():
             batch = await consumer.getmany(timeout_ms=100)
             received = time.monotonic()
@@ -203,6 +214,8 @@ async def watch_scores(topic: str, partitions: int, expected: dict, done: asynci
                         latest[message.key.decode()] = orjson.loads(message.value)
             if latest.get(SCORE_KEY) != state["last"]:
                 state["last"], state["changed"] = latest.get(SCORE_KEY), received
+                if state["last"] is not None:
+                    progress.append((received, state["last"]["interactions"]["n"]))
             if complete(state["last"], expected):
                 state["t1"] = received
                 done.set()
@@ -239,6 +252,9 @@ def peak_kib(pid: int, sampled: dict) -> int:
     """The larger of the kernel's peak (VmHWM, read now) and the sampled VmRSS of a process."""
     memory = memory_kib(pid)
     return max(memory.get("VmHWM", 0), sampled.get("rss_max_kib", 0), memory.get("VmRSS", 0))
+
+
+STOP_TIMEOUT_S = 15.0  # the gentle stop (SIGTERM) waits this long before it falls back to SIGKILL
 
 
 async def run_worker(deployment: Deployment, expected: dict, timeout_s: float, *, workers: int = 1,
@@ -279,7 +295,9 @@ async def run_worker(deployment: Deployment, expected: dict, timeout_s: float, *
     finally:
         done.set()
         await asyncio.gather(watcher, *samplers, *readiness, return_exceptions=True)
-        codes = [await asyncio.to_thread(w.stop, 15.0) for w in procs]
+        stopping = time.monotonic()
+        codes = [await asyncio.to_thread(w.stop, STOP_TIMEOUT_S) for w in procs]
+        state["stop_s"] = time.monotonic() - stopping
         state["exit_code"] = codes[0] if workers == 1 else codes
     state["log"] = procs[0].log_path
     return state
@@ -337,6 +355,174 @@ def print_table(rows: list[tuple[str, str]]) -> None:
         print(f"{name:<{width}}  {value:>12}")
 
 
+# --------------------------------------------------------------------------------------------------
+# memory at each quarter of the backlog
+
+QUARTERS = (0.25, 0.5, 0.75, 1.0)
+FLAT_LIMIT = 1.15  # memory is called flat when the last quarter's RSS is within 15% of the second's
+
+
+def nearest_kib(samples: list[tuple[float, int]], when: float) -> int:
+    """The RSS sample (monotonic time, KiB) taken nearest to ``when``."""
+    return min(samples, key=lambda sample: abs(sample[0] - when))[1]
+
+
+def rss_quarters(progress: list[tuple[float, int]], samples: list[tuple[float, int]],
+                 total: int) -> list[float | None]:
+    """MiB at each quarter: the RSS sample nearest to the arrival of the first 1d snapshot counting
+    that share of the ``total`` interactions (None: no such snapshot, or no sample)."""
+    out: list[float | None] = []
+    for quarter in QUARTERS:
+        reached = next((t for t, n in progress if n >= quarter * total), None)
+        out.append(None if reached is None or not samples else nearest_kib(samples, reached) / 1024)
+    return out
+
+
+def last_over_second(quarters: list[float | None]) -> float | None:
+    second, last = quarters[1], quarters[-1]
+    return None if not second or last is None else last / second
+
+
+def quarters_text(quarters: list[float | None], sep: str = " / ") -> str:
+    return sep.join("?" if mib is None else f"{mib:.0f}" for mib in quarters)
+
+
+def print_quarters(quarters: list[float | None]) -> None:
+    growth = last_over_second(quarters)
+    verdict = "?" if growth is None else f"{growth:.2f}, {'' if growth <= FLAT_LIMIT else 'NOT '}within 15%"
+    print(f"rss quarters MiB  {quarters_text(quarters)} (last/second {verdict})")
+
+
+# --------------------------------------------------------------------------------------------------
+# recovery of the backlog's state by a restarted worker
+
+RESTARTS = {"graceful": "after graceful stop", "kill9": "after kill -9"}
+EXTRA_INTERACTIONS = 10  # sent after each restart: the snapshot must count them on top of the recovered state
+VERIFY_TIMEOUT_S = 60.0  # from sending them to the snapshot that counts them exactly
+IDLE_BEFORE_KILL_S = 3.0  # after that snapshot: past the worker's 1 s commit interval, nothing in flight
+
+
+def extra_interactions(topic: str, after_ms: int, batches: int) -> list[list[tuple[str, bytes, bytes]]]:
+    """``batches`` lists of new interactions (seed 2: ids the backlog does not have) closed just after
+    the backlog's last event: the same UTC day, and not late."""
+    fresh = (r for r in generate(seed=2, count=None, start_ms=after_ms + 1, rate_per_s=50.0)
+             if r.kind == "interaction")
+    records = list(itertools.islice(fresh, batches * EXTRA_INTERACTIONS))
+    assert records[-1].event_ms < int(DAY_START.timestamp() * 1000) + DAY_MS, "extra records leave the day"
+    values = [(topic, r.key, orjson.dumps(r.value)) for r in records]
+    return [values[i:i + EXTRA_INTERACTIONS] for i in range(0, len(values), EXTRA_INTERACTIONS)]
+
+
+async def end_offsets(topic: str, partitions: int) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
+
+
+def table_recovery_s(worker: Worker) -> float | None:
+    """The worker's own ``cx_table_recovery_seconds``: partition assignment to tables recovered."""
+    try:
+        text = worker.metrics()
+    except OSError:
+        return None
+    found = [line.split()[1] for line in text.splitlines() if line.startswith("cx_table_recovery_seconds ")]
+    return float(found[0]) if found else None
+
+
+async def restart(deployment: Deployment, want: dict, extra: list[tuple[str, bytes, bytes]],
+                  timeout_s: float) -> tuple[Worker, dict]:
+    """Start worker ``w1`` again (same data dir and app id); time process start to /readyz 200. Then
+    send ``extra`` and wait for the 1d snapshot to count exactly ``want`` (the state before plus them),
+    read from the score topic's end as it was before the start. The worker is left running."""
+    topic, partitions = deployment.topics["scores"], deployment.partitions
+    state: dict = {"last": None, "want": want}
+    done = asyncio.Event()
+    offsets = await end_offsets(topic, partitions)
+    watcher = asyncio.create_task(watch_scores(topic, partitions, want, done, state, offsets))
+    worker = Worker(deployment, name="w1")
+    launched = time.monotonic()
+    worker.start(wait=False)
+    try:
+        await asyncio.to_thread(worker.wait_ready, timeout_s)
+        state["recovery_s"] = time.monotonic() - launched
+        state["rss_mib"] = memory_kib(worker.proc.pid).get("VmRSS", 0) / 1024
+        state["table_recovery_s"] = await asyncio.to_thread(table_recovery_s, worker)
+        state["at_ready"] = state["last"]
+        sent = time.monotonic()
+        await produce(extra)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), VERIFY_TIMEOUT_S)
+        if "t1" in state:
+            state["verify_s"] = state["t1"] - sent
+    except AssertionError as exc:  # exited, or not ready in time; the message's first line says which
+        state["error"] = str(exc).splitlines()[0]
+    finally:
+        done.set()
+        await asyncio.gather(watcher, return_exceptions=True)
+    return worker, state
+
+
+async def recovery(deployment: Deployment, expected: dict, timeout_s: float) -> dict[str, dict]:
+    """The worker was stopped gently (``run_worker``): restart and verify; then SIGKILL that worker once
+    it is idle, restart and verify again. Stops at the first restart whose counts do not come back."""
+    batches = extra_interactions(deployment.topics["interactions"], expected["last_ms"], len(RESTARTS))
+    want, results, worker = dict(expected), {}, None
+    try:
+        for how, extra in zip(RESTARTS, batches, strict=True):
+            if worker is not None:
+                await asyncio.sleep(IDLE_BEFORE_KILL_S)
+                await asyncio.to_thread(worker.kill9)
+            want = {**want, "interactions": want["interactions"] + len(extra)}
+            worker, results[how] = await restart(deployment, want, extra, timeout_s)
+            if "t1" not in results[how]:
+                break
+    finally:
+        if worker is not None:
+            results["exit_code"] = await asyncio.to_thread(worker.stop, STOP_TIMEOUT_S)
+    return results
+
+
+def report_restart(how: str, result: dict) -> bool:
+    """One line per restart; True when the restarted worker counted exactly what it should."""
+    label, want = RESTARTS[how], result["want"]
+    if "error" in result:
+        print(f"restart {label}: FAILED: {result['error']}")
+        return False
+    table = result["table_recovery_s"]
+    at_ready = counts(result["at_ready"]) if result["at_ready"] else "none yet"
+    print(f"restart {label}: /readyz 200 {result['recovery_s']:.2f} s after process start (tables "
+          f"{'?' if table is None else f'{table:.2f}'} s from assignment, RSS {result['rss_mib']:.0f} MiB); "
+          f"1d snapshot at ready: {at_ready}")
+    if "t1" not in result:
+        print(f"restart {label}: FAILED: no {SCORE_KEY} snapshot counting {EXTRA_INTERACTIONS} more "
+              f"interactions within {VERIFY_TIMEOUT_S:.0f} s: last seen {counts(result['last'])}; expected "
+              f"interactions.n={want['interactions']} " + " ".join(f"{m}.n={want[m]}" for m in METRICS))
+        return False
+    print(f"restart {label}: state intact, the {EXTRA_INTERACTIONS} interactions sent after ready counted "
+          f"exactly {result['verify_s']:.2f} s after sending: {counts(result['last'])}")
+    return True
+
+
+def report_recovery(results: dict[str, dict], state: dict) -> bool:
+    graceful = "gracefully" if state["exit_code"] == 0 else "NOT gracefully (SIGKILL after the timeout?)"
+    print(f"first worker stopped {graceful}: exit code {state['exit_code']} "
+          f"{state['stop_s']:.2f} s after SIGTERM")
+    ok = all([report_restart(how, results[how]) for how in RESTARTS if how in results])
+    print(f"restarted worker stopped with exit code {results.get('exit_code')}")
+    return ok and all(how in results for how in RESTARTS)
+
+
+def recovery_s(results: dict[str, dict], how: str) -> str:
+    return f"{results[how]['recovery_s']:.2f}" if "recovery_s" in results.get(how, {}) else "failed"
+
+
+# --------------------------------------------------------------------------------------------------
+# one run
+
+
 async def main_async(events: int, partitions: int, timeout_s: float) -> int:
     tmp, deployment, app_id = new_deployment(partitions)
     topics = deployment.topics
@@ -359,23 +545,48 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
         return 1
     worker_s = state["t1"] - state["t0"]
     assert worker_s > 0, "the worker finished before it reported ready: use more --events"
-    worker_eps = events / worker_s
-    ratio = worker_eps / floor_eps
-    peak_mib = state["peak_rss_kib"] / 1024
     print(f"worker: complete snapshot {worker_s:.2f} s after ready: {counts(state['last'])}")
-    rows = [
-        ("records loaded", f"{events}"),
-        ("floor events/s", f"{floor_eps:,.0f}"),
-        ("worker events/s", f"{worker_eps:,.0f}"),
-        ("ratio worker/floor", f"{ratio:.2f}"),
-        ("worker peak RSS MiB", f"{peak_mib:.1f}"),
-        ("worker startup s", f"{state['startup_s']:.2f}"),
-    ]
-    print_table(rows)
-    print(f"RESULT ratio={ratio:.2f} worker_eps={worker_eps:.0f} floor_eps={floor_eps:.0f} "
-          f"peak_rss_mib={peak_mib:.1f}")
+    quarters = rss_quarters(state["progress"], state["memory"][0].get("rss_samples", []),
+                            expected["interactions"])
+    print_quarters(quarters)
+
+    restarts = await recovery(deployment, expected, timeout_s)
+    recovered = report_recovery(restarts, state)
+    figures = {"events": events, "floor_eps": floor_eps, "worker_eps": events / worker_s, "state": state,
+               "quarters": quarters, "restarts": restarts}
+    print_table(result_rows(figures))
+    if not recovered:
+        print(f"FAILED: a restarted worker did not count exactly; worker log and data kept in {tmp}")
+        return 1
+    print(result_line(figures))
     await discard(tmp, deployment.tag, keep_topics=False)
     return 0
+
+
+def result_rows(f: dict) -> list[tuple[str, str]]:
+    growth = last_over_second(f["quarters"])
+    return [
+        ("records loaded", f"{f['events']}"),
+        ("floor events/s", f"{f['floor_eps']:,.0f}"),
+        ("worker events/s", f"{f['worker_eps']:,.0f}"),
+        ("ratio worker/floor", f"{f['worker_eps'] / f['floor_eps']:.2f}"),
+        ("worker peak RSS MiB", f"{f['state']['peak_rss_kib'] / 1024:.1f}"),
+        ("worker RSS at 25/50/75/100% MiB", quarters_text(f["quarters"], "/")),
+        ("RSS last/second quarter", "?" if growth is None else f"{growth:.2f}"),
+        ("worker startup s", f"{f['state']['startup_s']:.2f}"),
+        ("recovery after graceful stop s", recovery_s(f["restarts"], "graceful")),
+        ("recovery after kill -9 s", recovery_s(f["restarts"], "kill9")),
+    ]
+
+
+def result_line(f: dict) -> str:
+    growth = last_over_second(f["quarters"])
+    return (f"RESULT ratio={f['worker_eps'] / f['floor_eps']:.2f} worker_eps={f['worker_eps']:.0f} "
+            f"floor_eps={f['floor_eps']:.0f} peak_rss_mib={f['state']['peak_rss_kib'] / 1024:.1f} "
+            f"rss_quarters_mib={quarters_text(f['quarters'], ',')} "
+            f"rss_last_over_second={'?' if growth is None else f'{growth:.2f}'} "
+            f"recovery_graceful_s={recovery_s(f['restarts'], 'graceful')} "
+            f"recovery_kill9_s={recovery_s(f['restarts'], 'kill9')}")
 
 
 def backlog_parser(prog: str, doc: str, events: int, timeout_help: str,

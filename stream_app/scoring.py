@@ -96,34 +96,46 @@ def add_survey(acc: list[float], answers: Sequence[Answer]) -> None:
 
 
 def interaction_stats(ix: Interaction, service_level_seconds: float) -> list[tuple[int, float]]:
-    """One closed interaction as (index, value) pairs: built directly, since the worker needs one
-    per record and a dense vector of zeros costs more than the few entries that are set.
+    """One closed interaction as (index, value) pairs: only the few entries that are set."""
+    cols, vals = interaction_columns(ix, service_level_seconds)
+    return list(zip(cols, vals, strict=True))
 
-    Handling KPIs only look at interactions that were answered.
+
+def interaction_columns(ix: Interaction, service_level_seconds: float) -> tuple[list[int], list[float]]:
+    """One closed interaction as two columns, the indices and the values of the entries that are set:
+    built directly, since the worker needs one per record and a dense vector of zeros costs more.
+
+    Handling KPIs only look at interactions that were answered; a caller who hung up while waiting
+    was not answered in time and counts against the service level.
     """
     wait = ix.wait_seconds
-    stats = [(IX_N, 1.0)]
+    cols, vals = [IX_N], [1.0]
     if wait is not None:
-        # A caller who hung up while waiting was not answered in time: counts against service level.
-        stats.append((IX_SL_N, 1.0))
+        cols.append(IX_SL_N)
+        vals.append(1.0)
     if ix.abandoned:
-        stats.append((IX_ABANDONED, 1.0))
-        return stats
+        cols.append(IX_ABANDONED)
+        vals.append(1.0)
+        return cols, vals
     if ix.handle_seconds is not None:
-        stats.append((IX_HANDLE_N, 1.0))
-        stats.append((IX_HANDLE_MS, _ms(ix.handle_seconds)))
+        cols += (IX_HANDLE_N, IX_HANDLE_MS)
+        vals += (1.0, _ms(ix.handle_seconds))
     if wait is not None:
-        stats.append((IX_WAIT_N, 1.0))
-        stats.append((IX_WAIT_MS, _ms(wait)))
+        cols += (IX_WAIT_N, IX_WAIT_MS)
+        vals += (1.0, _ms(wait))
         if wait <= service_level_seconds:
-            stats.append((IX_SL_MET, 1.0))
+            cols.append(IX_SL_MET)
+            vals.append(1.0)
     if ix.resolved is not None:
-        stats.append((IX_FCR_N, 1.0))
+        cols.append(IX_FCR_N)
+        vals.append(1.0)
         if ix.resolved:
-            stats.append((IX_FCR_RESOLVED, 1.0))
+            cols.append(IX_FCR_RESOLVED)
+            vals.append(1.0)
     if ix.transfers >= 1:
-        stats.append((IX_TRANSFERRED, 1.0))
-    return stats
+        cols.append(IX_TRANSFERRED)
+        vals.append(1.0)
+    return cols, vals
 
 
 def add_interaction(acc: list[float], ix: Interaction, service_level_seconds: float) -> None:

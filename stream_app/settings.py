@@ -53,8 +53,8 @@ class Settings(BaseSettings):
     max_keys_per_dimension: int = Field(default=10000, gt=0)
 
     batch_max_records: int = Field(default=20000, gt=0)
-    store_write_buffer_mib: int = Field(default=8, ge=1)
-    store_block_cache_mib: int = Field(default=8, ge=1)
+    store_write_buffer_mib: int = Field(default=2, ge=1)
+    store_block_cache_mib: int = Field(default=1, ge=1)
     commit_interval_seconds: float = Field(default=1.0, gt=0)
     fetch_max_wait_seconds: float = Field(default=0.1, gt=0)
     session_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -12,7 +12,7 @@ order and the numpy path gives the same buckets as adding record by record.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -41,6 +41,16 @@ class Groups:
         self.cols: list[int] = []  # per statistic added: its index in the stats vector
         self.vals: list[float] = []
         self.replayed: dict[tuple[GroupKey, int], list[float]] = {}  # (group, trigger) -> sums
+
+    def add_new(self, tenant: str, dims: FullDims, event_ms: int, cols: Sequence[int],
+                vals: Sequence[float]) -> None:
+        """A new record's own effect (counted in every dimension), as columns."""
+        effect = len(self.profiles)
+        self.profiles.append(self.index.profile(tenant, dims, None))
+        self.minutes.append(event_ms - event_ms % self.grid_ms)
+        self.cols.extend(cols)
+        self.vals.extend(vals)
+        self.owner.extend([effect] * len(cols))
 
     def add(self, effects: Iterable[Effect], replayed: int | None) -> None:
         """Add a record's effects; ``replayed`` is its trigger when it may have been applied before."""
@@ -111,18 +121,68 @@ class ScopeIndex:
         return found
 
 
-class Fan:
-    """Where a batch's groups land: the buckets of one partition, and their expiry."""
+class BucketTable:
+    """A partition's live buckets as rows of one numpy matrix: a batch adds its sums to all the
+    buckets it reaches in one operation, and a bucket costs 24 doubles, not 24 float objects."""
 
-    def __init__(self, index: ScopeIndex, widths_ms: tuple[int, ...], buckets: dict[BucketId, Bucket],
-                 expiry: list[tuple[int, BucketId]], sealed_ms: int | None) -> None:
+    def __init__(self) -> None:
+        self.rows: dict[BucketId, int] = {}
+        self.stats = np.zeros((64, scoring.STATS_LEN))
+        self.versions = np.full((64, 2), -1, dtype=np.int64)
+        self._free: list[int] = []
+        self.expiry: list[tuple[int, BucketId]] = []  # a heap of (end, bucket)
+
+    def __contains__(self, bucket_id: BucketId) -> bool:
+        return bucket_id in self.rows
+
+    def row(self, bucket_id: BucketId) -> int:
+        """The bucket's row, created empty if need be."""
+        row = self.rows.get(bucket_id)
+        if row is None:
+            row = self.rows[bucket_id] = self._free.pop() if self._free else self._grow()
+            self.stats[row] = 0.0
+            self.versions[row] = -1
+            heapq.heappush(self.expiry, (bucket_id[2] + bucket_id[1], bucket_id))
+        return row
+
+    def put(self, bucket_id: BucketId, bucket: Bucket) -> None:
+        row = self.row(bucket_id)
+        self.stats[row] = bucket.stats
+        self.versions[row] = bucket.versions
+
+    def get(self, bucket_id: BucketId) -> Bucket:
+        row = self.rows[bucket_id]
+        return Bucket(self.versions[row].tolist(), self.stats[row].tolist())
+
+    def expire(self, sealed_ms: int) -> list[BucketId]:
+        """Drop the buckets that end at or before ``sealed_ms``: no record can reach them any more."""
+        dropped = []
+        while self.expiry and self.expiry[0][0] <= sealed_ms:
+            _, bucket_id = heapq.heappop(self.expiry)
+            row = self.rows.pop(bucket_id, None)
+            if row is not None:
+                self._free.append(row)
+                dropped.append(bucket_id)
+        return dropped
+
+    def _grow(self) -> int:
+        used = len(self.stats)
+        self.stats = np.concatenate([self.stats, np.zeros_like(self.stats)])
+        self.versions = np.concatenate([self.versions, np.full_like(self.versions, -1)])
+        self._free.extend(range(len(self.stats) - 1, used, -1))
+        return used
+
+
+class Fan:
+    """Where a batch's groups land: the buckets of one partition."""
+
+    def __init__(self, index: ScopeIndex, widths_ms: tuple[int, ...], table: BucketTable,
+                 sealed_ms: int | None) -> None:
         self.index = index
         self.widths_ms = widths_ms
-        self.buckets = buckets
-        self.expiry = expiry
+        self.table = table
         self.sealed_ms = sealed_ms
-        # The versions of each touched bucket as the batch began.
-        self.before: dict[BucketId, tuple[int, int]] = {}
+        self.before: dict[BucketId, tuple[int, int]] = {}  # each touched bucket's versions as the batch began
 
     def run(self, groups: Groups, batch_max: tuple[int, int]) -> list[BucketId]:
         """Apply the groups; every touched bucket takes the batch's highest offsets as its versions,
@@ -131,24 +191,22 @@ class Fan:
             self._replayed(key, trigger, stats)
         if groups.profiles:
             self._fresh(groups)
-        for bucket_id in self.before:
-            versions = self.buckets[bucket_id].versions
-            versions[0] = max(versions[0], batch_max[0])
-            versions[1] = max(versions[1], batch_max[1])
+        if self.before:
+            rows = [self.table.rows[bucket_id] for bucket_id in self.before]
+            versions = self.table.versions
+            versions[rows] = np.maximum(versions[rows], np.array(batch_max, dtype=np.int64))
         return list(self.before)
 
-    def _bucket(self, scope: Scope, width: int, start: int) -> Bucket | None:
-        """The bucket, created if need be; None when no record can reach it any more."""
+    def _row(self, scope: Scope, width: int, start: int) -> int | None:
+        """The bucket's row, created if need be; None when no record can reach it any more."""
         if self.sealed_ms is not None and start + width <= self.sealed_ms:
             return None
         bucket_id = (scope, width, start)
-        bucket = self.buckets.get(bucket_id)
-        if bucket is None:
-            bucket = self.buckets[bucket_id] = Bucket([-1, -1], scoring.empty())
-            heapq.heappush(self.expiry, (start + width, bucket_id))
+        row = self.table.row(bucket_id)
         if bucket_id not in self.before:
-            self.before[bucket_id] = (bucket.versions[0], bucket.versions[1])
-        return bucket
+            versions = self.table.versions[row]
+            self.before[bucket_id] = (int(versions[0]), int(versions[1]))
+        return row
 
     def _replayed(self, key: GroupKey, trigger: int, stats: list[float]) -> None:
         """Applied only where the bucket had not seen the record; touched either way, so that its
@@ -160,16 +218,15 @@ class Fan:
             start = minute - minute % width
             for scope_id in ids[ids >= 0].tolist():
                 scope = self.index.scopes[scope_id]
-                bucket = self._bucket(scope, width, start)
-                if bucket is not None and offset > self.before[(scope, width, start)][kind]:
-                    bucket.stats = [a + b for a, b in zip(bucket.stats, stats, strict=True)]
+                row = self._row(scope, width, start)
+                if row is not None and offset > self.before[(scope, width, start)][kind]:
+                    self.table.stats[row] += stats
 
     def _fresh(self, groups: Groups) -> None:
         """Sum the new records' statistics per (scope, minute), then per bucket, with numpy; then add
         each bucket's sum to it."""
         index = self.index
-        minute_list = sorted(set(groups.minutes))
-        minutes = np.array(minute_list, dtype=np.int64)
+        minutes = np.array(sorted(set(groups.minutes)), dtype=np.int64)
         minute_of = np.searchsorted(minutes, np.array(groups.minutes, dtype=np.int64))
         scope_ids = index.scope_ids(np.array(groups.profiles, dtype=np.int64))  # effects x dimensions
         owner = np.array(groups.owner, dtype=np.int64)
@@ -196,11 +253,15 @@ class Fan:
             starts, start_of = np.unique(cell_minute - cell_minute % bucket_width, return_inverse=True)
             pairs, where = np.unique(cell_scope * len(starts) + start_of, return_inverse=True)
             sums = _sum_rows(per_minute, where, len(pairs))
-            for pair, values in zip(pairs.tolist(), sums.tolist(), strict=True):
+            picked: list[int] = []
+            rows: list[int] = []
+            for i, pair in enumerate(pairs.tolist()):
                 scope_id, start = divmod(pair, len(starts))
-                bucket = self._bucket(index.scopes[scope_id], bucket_width, int(starts[start]))
-                if bucket is not None:
-                    bucket.stats = [a + b for a, b in zip(bucket.stats, values, strict=True)]
+                row = self._row(index.scopes[scope_id], bucket_width, int(starts[start]))
+                if row is not None:
+                    picked.append(i)
+                    rows.append(row)
+            self.table.stats[rows] += sums[picked]
 
 
 def _sum_rows(matrix: np.ndarray, targets: np.ndarray, count: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from stream_app import scoring
 from stream_app.engine import codec
-from stream_app.engine.buckets import BucketId, Fan, Groups, ScopeIndex
+from stream_app.engine.buckets import BucketId, BucketTable, Fan, Groups, ScopeIndex
 from stream_app.engine.decode import decode_batch
 from stream_app.engine.join import (
     Effect,
@@ -30,11 +30,11 @@ from stream_app.engine.join import (
     effects_of,
     new_entry,
     own_effect,
+    resolve,
 )
 from stream_app.engine.records import (
     INTERACTION,
     SURVEY,
-    Bucket,
     BucketUpdate,
     Dims,
     IntakeMeta,
@@ -47,7 +47,7 @@ from stream_app.engine.records import (
 )
 from stream_app.engine.store import Write
 from stream_app.errors import InvalidEvent
-from stream_app.events import Interaction, Survey
+from stream_app.events import Answer, Interaction, Survey
 from stream_app.windows import bucket_widths
 
 if TYPE_CHECKING:
@@ -111,6 +111,33 @@ class IntakeResult:
 
 
 
+class ExpiryIndex:
+    """Keys by the minute in which they may expire: one list slot per key, where a heap of tuples
+    would cost a tuple and an integer more. A key filed twice (its entry was extended) is checked
+    against its entry when due."""
+
+    __slots__ = ("_by_minute", "_minutes")
+
+    def __init__(self) -> None:
+        self._by_minute: dict[int, list[str]] = {}
+        self._minutes: list[int] = []  # a heap of the keys of _by_minute
+
+    def add(self, expires_ms: int, key: str) -> None:
+        minute = expires_ms // 60_000
+        keys = self._by_minute.get(minute)
+        if keys is None:
+            keys = self._by_minute[minute] = []
+            heapq.heappush(self._minutes, minute)
+        keys.append(key)
+
+    def due(self, now_ms: int) -> list[str]:
+        """The keys filed for minutes that have wholly passed ``now_ms``."""
+        due: list[str] = []
+        while self._minutes and (self._minutes[0] + 1) * 60_000 - 1 <= now_ms:
+            due.extend(self._by_minute.pop(heapq.heappop(self._minutes)))
+        return due
+
+
 class IntakePartition:
     """One input partition's live state, in memory; ``load`` rebuilds it from a store's items."""
 
@@ -121,11 +148,10 @@ class IntakePartition:
         # Join entries, kept encoded: most are a lone interaction that no later record reads, and
         # the encoded form (written to the changelog anyway) takes half the memory of the object.
         self.entries: dict[str, bytes] = {}
-        self.buckets: dict[BucketId, Bucket] = {}
+        self.buckets = BucketTable()
         self.admitted: dict[tuple[str, int], set[str]] = {}
         self.replay_upto = [-1, -1]  # per kind: offsets at or below may be in some bucket already
-        self._entry_expiry: list[tuple[int, str]] = []
-        self._bucket_expiry: list[tuple[int, BucketId]] = []
+        self._entry_expiry = ExpiryIndex()
         self._bounded: dict[tuple[str, Dims], Dims] = {}
 
     def load(self, items: Sequence[tuple[bytes, bytes]], retention_ms: int) -> None:
@@ -133,19 +159,16 @@ class IntakePartition:
             prefix = key[:1]
             if prefix == codec.JOIN:
                 self.entries[key[1:].decode()] = value
-                self._entry_expiry.append((codec.decode_join(value).last_ms + retention_ms, key[1:].decode()))
+                self._entry_expiry.add(codec.decode_join(value).last_ms + retention_ms, key[1:].decode())
             elif prefix == codec.BUCKET:
                 scope, width, start = codec.parse_bucket_key(key)
                 bucket = codec.decode_bucket(value)
-                self.buckets[(scope, width, start)] = bucket
-                self._bucket_expiry.append((start + width, (scope, width, start)))
+                self.buckets.put((scope, width, start), bucket)
                 self.replay_upto = [max(a, b) for a, b in zip(self.replay_upto, bucket.versions, strict=True)]
             elif prefix == codec.ADMITTED:
                 self.admitted[codec.parse_admitted_key(key)] = set(codec.decode_admitted(value))
             elif key == codec.META:
                 self.meta = codec.decode_intake_meta(value)
-        heapq.heapify(self._entry_expiry)
-        heapq.heapify(self._bucket_expiry)
 
 
 class Intake:
@@ -231,7 +254,11 @@ class _Batch:
             dims = self._bound(event.tenant, (event.channel, event.queue, event.agent_id, event.touchpoint))
             self.open_entries[join_key] = JoinEntry(event_ms, {event.event_id: trigger},
                                                     InteractionRef(trigger, dims))
-            self.groups.add((own_effect(event.tenant, dims, event_ms, self._stats(event)),), replayed)
+            if replayed is None:
+                cols, vals = scoring.interaction_columns(event, self.config.service_level_seconds)
+                self.groups.add_new(event.tenant, resolve(dims, None), event_ms, cols, vals)
+            else:
+                self.groups.add((own_effect(event.tenant, dims, event_ms, self._stats(event)),), replayed)
             return
         if entry is None:
             entry = self.open_entries[join_key] = new_entry()
@@ -317,8 +344,7 @@ class _Batch:
             floor = lagging - self.config.allowed_lateness_ms
             sealed = state.meta.sealed_ms
             state.meta.sealed_ms = floor if sealed is None else max(sealed, floor)
-        fan = Fan(state.scope_index, self.config.widths_ms, state.buckets, state._bucket_expiry,
-                  state.meta.sealed_ms)
+        fan = Fan(state.scope_index, self.config.widths_ms, state.buckets, state.meta.sealed_ms)
         touched = fan.run(self.groups, (self.batch_max[0], self.batch_max[1]))
         if touched:
             state.replay_upto = [max(a, b) for a, b in zip(state.replay_upto, self.batch_max, strict=True)]
@@ -334,9 +360,9 @@ class _Batch:
             assert entry is not None
             encoded = state.entries[join_key] = codec.encode(entry)
             changelog.append((codec.join_key(join_key), encoded))
-            heapq.heappush(state._entry_expiry, (entry.last_ms + retention, join_key))
+            state._entry_expiry.add(entry.last_ms + retention, join_key)
         for bucket_id in touched:
-            changelog.append((codec.bucket_key(*bucket_id), codec.encode(state.buckets[bucket_id])))
+            changelog.append((codec.bucket_key(*bucket_id), codec.encode(state.buckets.get(bucket_id))))
         _expire(state, lagging, retention, changelog)
         if lagging is not None and had_records:
             changelog.append((codec.META, codec.encode(state.meta)))
@@ -345,27 +371,32 @@ class _Batch:
 
 
 def survey_contribution(survey: Survey) -> Sparse:
-    vector = scoring.empty()
-    scoring.add_survey(vector, survey.answers)
-    return tuple((i, v) for i, v in enumerate(vector) if v)
+    """A survey's statistics; the same few answer sets recur, so they are worked out once each."""
+    found = _CONTRIBUTIONS.get(survey.answers)
+    if found is None:
+        vector = scoring.empty()
+        scoring.add_survey(vector, survey.answers)
+        found = tuple((i, v) for i, v in enumerate(vector) if v)
+        if len(_CONTRIBUTIONS) >= 4096:
+            _CONTRIBUTIONS.clear()
+        _CONTRIBUTIONS[survey.answers] = found
+    return found
+
+
+_CONTRIBUTIONS: dict[tuple[Answer, ...], Sparse] = {}
 
 
 def _expire(state: IntakePartition, watermark: int | None, retention_ms: int, changelog: list[Write]) -> None:
     """Drop join entries past their retention and buckets no record can reach any more, with tombstones."""
     if watermark is None:
         return
-    heap = state._entry_expiry
-    while heap and heap[0][0] <= watermark:
-        _, join_key = heapq.heappop(heap)
+    for join_key in state._entry_expiry.due(watermark):
         encoded = state.entries.get(join_key)
         if encoded is not None and codec.decode_join(encoded).last_ms + retention_ms <= watermark:
             del state.entries[join_key]
             changelog.append((codec.join_key(join_key), None))
-    sealed = state.meta.sealed_ms
-    heap_b = state._bucket_expiry
-    while heap_b and sealed is not None and heap_b[0][0] <= sealed:
-        _, bucket_id = heapq.heappop(heap_b)
-        if state.buckets.pop(bucket_id, None) is not None:
+    if state.meta.sealed_ms is not None:
+        for bucket_id in state.buckets.expire(state.meta.sealed_ms):
             changelog.append((codec.bucket_key(*bucket_id), None))
 
 
@@ -375,8 +406,8 @@ def _partials(config: IntakeConfig, state: IntakePartition, touched: list[Bucket
     partition's watermark to every rollup partition."""
     by_scope: dict[Scope, list[BucketUpdate]] = {}
     for scope, width, start in touched:
-        bucket = state.buckets.get((scope, width, start))
-        if bucket is not None:
+        if (scope, width, start) in state.buckets:
+            bucket = state.buckets.get((scope, width, start))
             by_scope.setdefault(scope, []).append(BucketUpdate(width, start, bucket))
     for scope, updates in by_scope.items():
         key = codec.scope_key(scope)
