@@ -1,4 +1,4 @@
-"""End-to-end throughput of one worker against the floor, on the real local broker.
+"""End-to-end throughput of one worker against the floor, its memory, and its restarts, on the real broker.
 
 ``python -m benchmarks.bench [--events N] [--partitions P]`` (defaults 300000 and 8).
 
@@ -23,9 +23,43 @@ Why each measurement is done the way it is:
   emitted at most every CX_EMIT_INTERVAL (0.5 s here), which bounds the timing error.
 * Memory: VmRSS of the worker sampled every 0.5 s, and VmHWM (the kernel's peak) read before
   the worker is stopped; the larger is reported.
+* Memory at each quarter of the backlog (``rss quarters MiB``): the progress is what the worker has
+  finished, read from the same score-topic reader that times the run: the first rolling 1d snapshot
+  whose ``interactions.n`` reaches 25, 50, 75 and 100% of the interactions loaded; that quarter's
+  figure is the RSS sample taken nearest to the snapshot's arrival. Interactions and surveys are
+  interleaved in event-time order, so the interaction count tracks the whole backlog. The snapshot
+  rather than ``/metrics``: nothing polls the measured process during the timed run, and
+  ``cx_records_processed`` counts records handed to the batch path (partials too), not records
+  rolled up. A snapshot comes about once a second under load, and samples are 0.5 s apart, so the
+  quarters mean something only on a backlog that takes well over ten seconds (at 60,000 records they
+  nearly coincide). The line gives last/second and whether it is within 15%: once every scope and
+  key exists memory should level off, and growth from half-way to the end would be state that grows
+  with the records. Printed, never asserted.
+* Recovery (``recovery after graceful stop s``, ``recovery after kill -9 s``): once the exact
+  snapshot is seen the worker is stopped gently (SIGTERM; its exit code and stop time are printed)
+  and a new process with the same name is started: the same ``CX_DATA_DIR`` (RocksDB stores with
+  their changelog offsets) and app id (consumer group, changelogs). It is timed from process start
+  to ``/readyz`` 200, which answers 200 only once Faust has recovered the tables of its assignment
+  and no rebalance is running: the time before a restarted worker counts again. The row ``worker
+  startup s`` is the same figure on empty stores. The worker's own ``cx_table_recovery_seconds``
+  (assignment to tables recovered) is printed beside it, to tell joining the group from recovering
+  tables. Then the state is checked: EXTRA_INTERACTIONS (10) new interactions (seed 2, so ids the
+  backlog lacks; closed just after its last event, so the same UTC day and not late) are sent, and
+  a reader placed at the score topic's end before the restart waits up to VERIFY_TIMEOUT_S (60 s)
+  for the 1d snapshot counting exactly the loaded interactions plus 10 and the same CES/CSAT/NPS
+  answers. A worker that rebuilt its state from nothing, or lost part of it, or counted its input
+  again, would show another number. New input is needed because a restarted worker need not emit
+  snapshots of scopes that did not change (it had emitted none when it got ready, in our runs).
+  IDLE_BEFORE_KILL_S (3 s, past the 1 s commit interval) after that snapshot, that worker is killed
+  with SIGKILL, and the next restart is timed and checked the same way (10 more). A gracefully
+  stopped member leaves the consumer group; a killed one stays in it until its session times out
+  (``CX_SESSION_TIMEOUT_SECONDS``, 6 s as the harness sets it), and the group's coordinator only
+  then completes the new member's join: that wait is part of what a crash costs, and is measured.
 
-A benchmark prints figures; it fails (exit 1) only when the worker never reaches the exact counts
-within the timeout (it then prints the counts it last saw and the dead-letter reasons).
+A benchmark prints figures; it fails (exit 1) only when the worker never reaches the exact counts:
+the first worker within the timeout (it then prints the counts it last saw and the dead-letter
+reasons), or a restarted worker (not ready within the timeout, or not counting exactly within
+VERIFY_TIMEOUT_S; then the table is printed without the RESULT line). No figure is asserted.
 customer_id and comment are never printed.
 """
 
@@ -602,7 +636,8 @@ def backlog_parser(prog: str, doc: str, events: int, timeout_help: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = backlog_parser("python -m benchmarks.bench", __doc__, 300_000,
-                            "seconds after ready to wait for the exact counts", 600.0)
+                            "seconds after ready to wait for the exact counts, and for a restarted worker "
+                            "to get ready", 600.0)
     args = parser.parse_args(argv)
     if args.events < 1 or args.partitions < 1:
         parser.error("--events and --partitions must be at least 1")
