@@ -330,32 +330,27 @@ def _survey(event: _Survey) -> Survey | None:
     ))
 
 
-def _fast_interaction(value: object, max_bytes: int) -> Interaction | None:
-    """The contract's Interaction for this value, or None: then only the contract may decide."""
+def _fast(kind: _Kind, value: object, max_bytes: int) -> Interaction | Survey | None:
+    """The contract's event for this value, or None: then only the contract may decide."""
     if type(value) is not bytes or len(value) > max_bytes:
         return None
     try:
-        event = _decode_interaction(value)
+        struct = kind.decode(value)
     except _ValidationError as error:
-        lenient = _lenient(value, error, _InteractionLoose)
-        return None if lenient is None else _interaction(lenient)
+        struct = _lenient(value, error, kind.loose)
     except Exception:  # noqa: BLE001 - DecodeError, RecursionError, ...: the contract says what it is
         return None
-    return _interaction(event)
+    return None if struct is None else kind.build(struct)
+
+
+def _fast_interaction(value: object, max_bytes: int) -> Interaction | None:
+    event = _fast(_KINDS["interaction"], value, max_bytes)
+    return event if isinstance(event, Interaction) else None
 
 
 def _fast_survey(value: object, max_bytes: int) -> Survey | None:
-    """The contract's Survey for this value, or None: then only the contract may decide."""
-    if type(value) is not bytes or len(value) > max_bytes:
-        return None
-    try:
-        event = _decode_survey(value)
-    except _ValidationError as error:
-        lenient = _lenient(value, error, _SurveyLoose)
-        return None if lenient is None else _survey(lenient)
-    except Exception:  # noqa: BLE001 - DecodeError, RecursionError, ...: the contract says what it is
-        return None
-    return _survey(event)
+    event = _fast(_KINDS["survey"], value, max_bytes)
+    return event if isinstance(event, Survey) else None
 
 
 # --- the contract's interface ---------------------------------------------------------------------
