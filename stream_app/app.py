@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,12 +22,13 @@ from faust.types import TP
 from stream_app.engine.commit import INTAKE_TABLE, ROLLUP_TABLE, Pipeline, Topics
 from stream_app.engine.intake import InputRecord, Intake, IntakeConfig
 from stream_app.engine.rollup import Rollup, RollupConfig
-from stream_app.faust_bridge import BatchApp, RocksPartition, check_pinned_faust
+from stream_app.faust_bridge import BatchApp, RocksPartition, check_pinned_faust, local_checkpoints
 from stream_app.rules import Rule
 from stream_app.settings import Settings
 from stream_app.sinks import prometheus
 from stream_app.sinks.kafka import Outbox, read_since
 from stream_app.sinks.redis import Reader, ReadModel
+from stream_app.topics import end_offsets
 from stream_app.web import register as register_api
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,28 @@ class Worker:
         owned = [tp.partition for tp in self.app.assignor.assigned_actives()
                  if tp.topic == self.settings.topic_partials]
         await self.pipeline.tick(owned)
+
+
+async def drop_stores_ahead_of_changelog(app: BatchApp, settings: Settings) -> list[str]:
+    """Delete the local stores that claim more than their changelog holds, before Faust opens them.
+
+    A store is only ever written after its changelog, so this happens only when the changelog topic
+    was deleted and made again while the data dir was kept; Faust would then refuse to recover. The
+    changelog is the truth: the partition is rebuilt from it. Returns what was dropped, for the log.
+    """
+    dropped = []
+    for name in (INTAKE_TABLE, ROLLUP_TABLE):
+        table = app.tables[name]
+        checkpoints = local_checkpoints(table, settings.partitions)
+        if not checkpoints:
+            continue
+        ends = await end_offsets(settings, table.changelog_topic.get_topic_name())
+        for partition, (path, offset) in checkpoints.items():
+            if offset >= ends.get(partition, 0):
+                shutil.rmtree(path, ignore_errors=True)
+                dropped.append(f"{name}-{partition} (checkpoint {offset}, changelog ends at "
+                               f"{ends.get(partition, 0)})")
+    return dropped
 
 
 def _table_options(settings: Settings) -> dict[str, Any]:

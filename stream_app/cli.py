@@ -15,7 +15,7 @@ def _worker(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream_app worker",
                                      description="Run one worker; configuration comes from CX_* variables.")
     parser.parse_args(argv)
-    from stream_app.app import create_app
+    from stream_app.app import create_app, drop_stores_ahead_of_changelog
     from stream_app.rules import load_rules
     from stream_app.settings import Settings
     from stream_app.topics import ensure_topics
@@ -41,6 +41,11 @@ def _worker(argv: list[str]) -> int:
     # for a 20,000-record batch with these settings). Startup objects are frozen out of its scans.
     gc.set_threshold(200_000, 50, 100)
     app = create_app(settings, rules)
+    dropped = asyncio.get_event_loop().run_until_complete(drop_stores_ahead_of_changelog(app, settings))
+    if dropped:
+        logging.getLogger("stream_app").warning(
+            "local stores ahead of their changelog (was it made again?), rebuilt from it: %s",
+            "; ".join(dropped))
     gc.freeze()
     import faust
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableSet, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -23,7 +24,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
-from rocksdict import WriteBatch
+from rocksdict import AccessType, Options, Rdict, WriteBatch
 
 PINNED_FAUST_VERSION = "0.15.3"
 
@@ -224,6 +225,24 @@ class RocksPartition:
         if changelog_offset is not None:
             batch.put(self._offset_key, str(changelog_offset).encode())
         partition_db(self._table, self.partition).write(batch)
+
+
+def local_checkpoints(table: Any, partitions: int) -> dict[int, tuple[Path, int]]:
+    """The changelog offset each local store of ``table`` says it holds, read before Faust opens them:
+    partition -> (its directory, the offset)."""
+    found = {}
+    for partition in range(partitions):
+        path = Path(table.data.partition_path(partition))
+        if not path.exists():
+            continue
+        db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            raw = db.get(table.data.offset_key)
+        finally:
+            db.close()
+        if raw is not None:
+            found[partition] = (path, int(raw))
+    return found
 
 
 def partition_items(table: Any, partition: int) -> Iterator[tuple[bytes, bytes]]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -94,6 +95,21 @@ async def partition_count(settings: Settings, topic: str) -> int:
     """How many partitions ``topic`` has now (0 when it does not exist)."""
     async with _admin(settings) as admin:
         return (await _partition_counts(admin, [topic])).get(topic, 0)
+
+
+async def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """The next offset of every partition of ``topic`` (none when it does not exist)."""
+    count = await partition_count(settings, topic)
+    if not count:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                enable_auto_commit=False, **settings.kafka_client_options())
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(count)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
