@@ -18,7 +18,7 @@ import numpy as np
 
 from stream_app import scoring
 from stream_app.engine.join import ATTRIBUTES, Effect
-from stream_app.engine.records import Bucket, FullDims, Scope
+from stream_app.engine.records import STATS_DTYPE, Bucket, FullDims, Scope
 
 BucketId = tuple[Scope, int, int]  # scope, width, start
 GroupKey = tuple[str, FullDims, frozenset[str] | None, int]  # tenant, attributes, moved attributes, minute
@@ -147,12 +147,12 @@ class BucketTable:
 
     def put(self, bucket_id: BucketId, bucket: Bucket) -> None:
         row = self.row(bucket_id)
-        self.stats[row] = bucket.stats
+        self.stats[row] = np.frombuffer(bucket.stats, dtype=STATS_DTYPE)
         self.versions[row] = bucket.versions
 
     def get(self, bucket_id: BucketId) -> Bucket:
         row = self.rows[bucket_id]
-        return Bucket(self.versions[row].tolist(), self.stats[row].tolist())
+        return Bucket(self.versions[row].tolist(), self.stats[row].astype(STATS_DTYPE).tobytes())
 
     def expire(self, sealed_ms: int) -> list[BucketId]:
         """Drop the buckets that end at or before ``sealed_ms``: no record can reach them any more."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 INTERACTION, SURVEY = 0, 1  # input kinds, in trigger order
+STATS_DTYPE = "<f8"  # a bucket's statistics as stored and sent
 
 Scope = tuple[str, str, str]  # (tenant, dimension, key)
 Dims = tuple[str | None, str | None, str | None, str | None]  # channel, queue, agent, touchpoint
@@ -60,11 +61,13 @@ class Bucket(msgspec.Struct, array_like=True, gc=False):
     """One scope's statistics over one time bucket, from one input partition.
 
     ``versions`` holds, per input kind, the highest offset whose effects are in ``stats``: a
-    replayed record at or below it changes nothing.
+    replayed record at or below it changes nothing. ``stats`` is the vector of
+    ``stream_app.scoring`` as little-endian doubles (``STATS_DTYPE``): read without a copy into
+    numpy, and a fifth of the memory of a list of floats.
     """
 
     versions: list[int]
-    stats: list[float]
+    stats: bytes
 
 
 class IntakeMeta(msgspec.Struct, array_like=True, gc=False):

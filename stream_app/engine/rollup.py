@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from stream_app import alerts, scoring, snapshot
 from stream_app.engine import codec
-from stream_app.engine.records import BucketParts, RollupMeta, Scope, SourcePosition
+from stream_app.engine.records import STATS_DTYPE, BucketParts, RollupMeta, Scope, SourcePosition
 from stream_app.engine.store import Write
 from stream_app.rules import Rule
 from stream_app.windows import WindowSpec
@@ -55,7 +57,7 @@ class RollupPartition:
     partition: int
     meta: RollupMeta = field(default_factory=RollupMeta)
     parts: dict[Scope, dict[BucketId, BucketParts]] = field(default_factory=dict)
-    sums: dict[Scope, dict[BucketId, list[float]]] = field(default_factory=dict)
+    sums: dict[Scope, dict[BucketId, np.ndarray]] = field(default_factory=dict)
     stale: dict[Scope, set[BucketId]] = field(default_factory=dict)  # sums to recompute
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule state key -> state (absent: ok)
     unsent: dict[bytes, Document] = field(default_factory=dict)  # alert events not confirmed sent
@@ -82,7 +84,7 @@ class RollupPartition:
     def latest_ms(self) -> int:
         return max(p.high_ms for p in self.meta.positions.values())
 
-    def merged(self, scope: Scope) -> dict[BucketId, list[float]]:
+    def merged(self, scope: Scope) -> dict[BucketId, np.ndarray]:
         """The scope's merged buckets, summed again where partials arrived since the last call."""
         sums = self.sums.setdefault(scope, {})
         stale = self.stale.pop(scope, None)
@@ -185,8 +187,9 @@ class Rollup:
             buckets = state.merged(scope)
             for spec in self.config.specs:
                 start, end = spec.rolling(latest)
-                stats = _window(buckets, spec, start, end) or scoring.empty()
-                documents.append(snapshot.build(*scope, spec.name, start, end, False, stats, now_ms))
+                stats = _window(buckets, spec, start, end)
+                values = scoring.empty() if stats is None else stats.tolist()
+                documents.append(snapshot.build(*scope, spec.name, start, end, False, values, now_ms))
         return documents
 
     def judge(self, partition: int, documents: list[Document], now_ms: int) -> AlertDecision:
@@ -303,25 +306,18 @@ def _older(versions: list[int], known: list[int]) -> bool:
     return all(v <= k for v, k in zip(versions, known, strict=True)) and versions != known
 
 
-def _merge(entry: BucketParts) -> list[float]:
+def _merge(entry: BucketParts) -> np.ndarray:
     """The bucket's value: the sum over input partitions, in a fixed order."""
-    total = scoring.empty()
-    for source in sorted(entry.parts):
-        scoring.merge_into(total, entry.parts[source].stats)
-    return total
+    parts = entry.parts
+    return np.sum([np.frombuffer(parts[source].stats, dtype=STATS_DTYPE) for source in sorted(parts)], axis=0)
 
 
-def _window(buckets: dict[BucketId, list[float]], spec: WindowSpec, start: int,
-            end: int) -> list[float] | None:
+def _window(buckets: dict[BucketId, np.ndarray], spec: WindowSpec, start: int, end: int) -> np.ndarray | None:
+    """The window's statistics: the sum of the buckets it covers; None when it has none."""
     width = spec.bucket_ms
-    total = None
-    for bucket_start in range(start, end, width):
-        stats = buckets.get((width, bucket_start))
-        if stats is not None:
-            if total is None:
-                total = scoring.empty()
-            scoring.merge_into(total, stats)
-    return total
+    found = [stats for bucket_start in range(start, end, width)
+             if (stats := buckets.get((width, bucket_start))) is not None]
+    return np.sum(found, axis=0) if found else None
 
 
 def _closed_windows(state: RollupPartition, scope: Scope, spec: WindowSpec, done: int | None, limit: int,
@@ -336,5 +332,6 @@ def _closed_windows(state: RollupPartition, scope: Scope, spec: WindowSpec, done
     for end in spec.ends_between(after, limit, lo, hi):
         stats = _window(buckets, spec, end - spec.size_ms, end)
         if stats is not None:
-            documents.append(snapshot.build(*scope, spec.name, end - spec.size_ms, end, True, stats, now_ms))
+            documents.append(snapshot.build(*scope, spec.name, end - spec.size_ms, end, True, stats.tolist(),
+                                            now_ms))
     return documents

@@ -190,8 +190,8 @@ class Run:
                 rollup.load(partition, self.ports.store("rollup", partition).items())
         # A bucket whose effects cancel out (a survey moved away from ``unknown``) may or may not exist,
         # depending on where batches were cut: all zeros is the same window as none.
-        return {(scope, bucket): stats for state in rollup.partitions.values() for scope in state.parts
-                for bucket, stats in state.merged(scope).items() if any(stats)}
+        return {(scope, bucket): stats.tolist() for state in rollup.partitions.values()
+                for scope in state.parts for bucket, stats in state.merged(scope).items() if stats.any()}
 
 
 def _caught_up(broker: MemoryBroker, ports: MemoryPorts, table: str, partition: int,
