@@ -29,7 +29,7 @@ from stream_app.engine import codec
 from stream_app.engine.intake import InputRecord, Intake, IntakeResult
 from stream_app.engine.records import INTERACTION, SURVEY
 from stream_app.engine.rollup import Document, Rollup
-from stream_app.engine.store import Write
+from stream_app.engine.store import Store, Write
 from stream_app.snapshot import rolling_key
 
 log = logging.getLogger(__name__)
@@ -54,18 +54,12 @@ class Outbox(Protocol):
         ...
 
 
-class CheckpointedStore(Protocol):
-    def items(self) -> Sequence[tuple[bytes, bytes]]: ...
-
-    def write(self, writes: Sequence[Write], changelog_offset: int | None) -> None: ...
-
-
 class Ports(Protocol):
     """What the commit order needs from Kafka and the local stores."""
 
     def outbox(self) -> Outbox: ...
 
-    def store(self, table: str, partition: int) -> CheckpointedStore: ...
+    def store(self, table: str, partition: int) -> Store: ...
 
     def changelog_topic(self, table: str) -> str: ...
 
@@ -95,7 +89,6 @@ class Pipeline:
         self.lock = asyncio.Lock()
         self.stale = False
         self.listeners: list[Listener] = []  # called once snapshots and alerts are on Kafka: serving copies
-        self.outcomes: dict[tuple[str, str], int] = {}
 
     def on_rebalance(self) -> None:
         self.stale = True
@@ -137,21 +130,23 @@ class Pipeline:
         async with self.lock:
             self._refresh()
             for partition in assigned_rollup:
-                if not self.rollup.loaded(partition):
-                    self.rollup.load(partition, self.ports.store(ROLLUP_TABLE, partition).items())
+                self._load(self.rollup, ROLLUP_TABLE, partition)
             await self._emit(now)
 
     def _intake(self, partition: int, interactions: Sequence[InputRecord], surveys: Sequence[InputRecord],
                 now_ms: int) -> IntakeResult:
-        if not self.intake.loaded(partition):
-            self.intake.load(partition, self.ports.store(INTAKE_TABLE, partition).items())
+        self._load(self.intake, INTAKE_TABLE, partition)
         return self.intake.process(partition, interactions, surveys, now_ms)
 
     def _rollup(self, partition: int,
                 messages: list[tuple[bytes | None, bytes | None]]) -> tuple[list[Write], int]:
-        if not self.rollup.loaded(partition):
-            self.rollup.load(partition, self.ports.store(ROLLUP_TABLE, partition).items())
+        self._load(self.rollup, ROLLUP_TABLE, partition)
         return self.rollup.process(partition, messages)
+
+    def _load(self, stage: Intake | Rollup, table: str, partition: int) -> None:
+        """A stage takes a partition on from its store the first time it meets it (after a rebalance)."""
+        if not stage.loaded(partition):
+            stage.load(partition, self.ports.store(table, partition).items())
 
     def _outputs(self, partition: int, result: IntakeResult, out: Outbox,
                  outcomes: dict[tuple[str, str], int]) -> None:

@@ -35,6 +35,7 @@ from stream_app.engine.join import (
 from stream_app.engine.records import (
     INTERACTION,
     SURVEY,
+    Bucket,
     BucketUpdate,
     Dims,
     IntakeMeta,
@@ -361,12 +362,14 @@ class _Batch:
             encoded = state.entries[join_key] = codec.encode(entry)
             changelog.append((codec.join_key(join_key), encoded))
             state._entry_expiry.add(entry.last_ms + retention, join_key)
-        for bucket_id in touched:
-            changelog.append((codec.bucket_key(*bucket_id), codec.encode(state.buckets.get(bucket_id))))
+        # Built once for the changelog and the partials; a touched bucket is never one sealed now.
+        buckets = {bucket_id: state.buckets.get(bucket_id) for bucket_id in touched}
+        for bucket_id, bucket in buckets.items():
+            changelog.append((codec.bucket_key(*bucket_id), codec.encode(bucket)))
         _expire(state, lagging, retention, changelog)
         if lagging is not None and had_records:
             changelog.append((codec.META, codec.encode(state.meta)))
-        _partials(self.config, state, touched, lagging if had_records else None, now_ms, result)
+        _partials(self.config, state, buckets, lagging if had_records else None, now_ms, result)
         return result
 
 
@@ -400,15 +403,13 @@ def _expire(state: IntakePartition, watermark: int | None, retention_ms: int, ch
             changelog.append((codec.bucket_key(*bucket_id), None))
 
 
-def _partials(config: IntakeConfig, state: IntakePartition, touched: list[BucketId], lagging: int | None,
-              now_ms: int, result: IntakeResult) -> None:
+def _partials(config: IntakeConfig, state: IntakePartition, touched: dict[BucketId, Bucket],
+              lagging: int | None, now_ms: int, result: IntakeResult) -> None:
     """Each touched scope's buckets, whole, to the rollup partition that owns the scope; then the
     partition's watermark to every rollup partition."""
     by_scope: dict[Scope, list[BucketUpdate]] = {}
-    for scope, width, start in touched:
-        if (scope, width, start) in state.buckets:
-            bucket = state.buckets.get((scope, width, start))
-            by_scope.setdefault(scope, []).append(BucketUpdate(width, start, bucket))
+    for (scope, width, start), bucket in touched.items():
+        by_scope.setdefault(scope, []).append(BucketUpdate(width, start, bucket))
     for scope, updates in by_scope.items():
         key = codec.scope_key(scope)
         result.partials.append((codec.scope_partition(key, config.partitions), key,

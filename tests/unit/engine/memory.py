@@ -7,7 +7,6 @@ writes only a prefix of its records and raises ``Crash``, as a kill -9 in mid-se
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +15,7 @@ import orjson
 from stream_app.engine.commit import INTAKE_TABLE, ROLLUP_TABLE, Headers, Pipeline, Topics
 from stream_app.engine.intake import Intake, IntakeConfig
 from stream_app.engine.rollup import Rollup, RollupConfig
-from stream_app.engine.store import Write
+from stream_app.engine.store import MemoryStore
 from stream_app.simulate import generate
 from stream_app.windows import bucket_widths, parse_windows
 
@@ -85,23 +84,6 @@ class MemoryOutbox:
         for topic, partition, key, value in records:
             last[(topic, partition)] = self.broker.append(topic, partition, key, value)
         return last
-
-
-class MemoryStore:
-    def __init__(self, items: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        self.data = dict(items)
-        self.checkpoint: int | None = None
-
-    def items(self) -> list[tuple[bytes, bytes]]:
-        return list(self.data.items())
-
-    def write(self, writes: Sequence[Write], changelog_offset: int | None) -> None:
-        for key, value in writes:
-            if value is None:
-                self.data.pop(key, None)
-            else:
-                self.data[key] = value
-        self.checkpoint = changelog_offset
 
 
 class MemoryPorts:
