@@ -72,6 +72,9 @@ METRICS: dict[str, Metric] = {
     "interactions.transfer_pct": Metric("transferred %", 0, 100),
     "interactions.service_level_pct": Metric("service level %", 0, 100),
     "interactions.response_pct": Metric("survey response %", 0, _INF),  # surveys lag: can pass 100
+    "surveys.n": Metric("survey responses", 0, _INF),
+    "surveys.delay_p50_seconds": Metric("survey delay p50 (s)", 0, _INF),
+    "surveys.delay_p90_seconds": Metric("survey delay p90 (s)", 0, _INF),
 }
 
 

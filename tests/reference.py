@@ -5,8 +5,10 @@ Only counts and simple shares: the formulas themselves are checked in tests/unit
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 DAY_MS = 86_400_000
 
@@ -27,14 +29,15 @@ def _ces_band(answer: dict) -> str | None:
 
 
 def expected_counts(interactions: list[dict], surveys: list[dict], dimension: str = "channel",
-                    window_ms: int = DAY_MS) -> dict[tuple[str, int], dict[str, int]]:
-    """(key, window start) -> counts, for tumbling windows of ``window_ms`` in one tenant."""
+                    window_ms: int = DAY_MS) -> dict[tuple[str, int], dict[str, Any]]:
+    """(key, window start) -> counts, for tumbling windows of ``window_ms`` in one tenant; under
+    ``delays``, the survey delays (ms) of the surveys whose interaction is among ``interactions``."""
     attr = {"channel": "channel", "queue": "queue", "agent": "agent_id",
             "touchpoint": "touchpoint"}.get(dimension)
     by_id = {}
     for ix in interactions:
         by_id.setdefault(ix["interaction_id"], ix)
-    out: dict[tuple[str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    out: dict[tuple[str, int], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
 
     def key_of(event: dict, base: dict | None) -> str:
         if attr is None:
@@ -49,8 +52,11 @@ def expected_counts(interactions: list[dict], surveys: list[dict], dimension: st
         c["abandoned"] += bool(ix.get("abandoned"))
     for sv in surveys:
         t = to_ms(sv["answered_at"])
-        c = out[(key_of(sv, by_id.get(sv.get("interaction_id"))), t - t % window_ms)]
+        base = by_id.get(sv.get("interaction_id"))
+        c = out[(key_of(sv, base), t - t % window_ms)]
         c["surveys"] += 1
+        if base is not None:
+            c.setdefault("delays", []).append(t - to_ms(base["closed_at"]))
         for a in sv["answers"]:
             metric = a["metric"]
             c[f"{metric}_n"] += 1
@@ -70,7 +76,20 @@ def pct(k: int, n: int) -> float | None:
     return None if n == 0 else round(100.0 * k / n, 4)
 
 
-def snapshot_matches(doc: dict, counts: dict[str, int]) -> list[str]:
+def delay_quantile_error(estimate: float | None, delays_ms: list[int], q: float) -> str | None:
+    """Why ``estimate`` is not the q-quantile of the delays within README's bound (None when it is):
+    the smallest delay with rank >= q·n, within 19% above 15 s and within 7.5 s below."""
+    if not delays_ms:
+        return None if estimate is None else f"got {estimate}, want null"
+    ordered = sorted(max(0, d) / 1000.0 for d in delays_ms)
+    true = ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    bound = 7.5 if true < 15.0 else (2 ** 0.25 - 1) * true
+    if estimate is None or abs(estimate - true) > bound + 1e-3:
+        return f"got {estimate}, want {true} ± {bound:.1f}"
+    return None
+
+
+def snapshot_matches(doc: dict, counts: dict[str, Any]) -> list[str]:
     """Differences between a score snapshot and the expected counts (empty when equal)."""
     c = defaultdict(int, counts)
     checks = {
@@ -93,4 +112,10 @@ def snapshot_matches(doc: dict, counts: dict[str, int]) -> list[str]:
                 diffs.append(f"{name}: got {got}, want {want}")
         elif abs(got - want) > 1e-3:
             diffs.append(f"{name}: got {got}, want {want}")
+    if doc["surveys"]["n"] != c["surveys"]:
+        diffs.append(f"surveys.n: got {doc['surveys']['n']}, want {c['surveys']}")
+    for q, field in ((0.5, "delay_p50_seconds"), (0.9, "delay_p90_seconds")):
+        error = delay_quantile_error(doc["surveys"][field], c.get("delays") or [], q)
+        if error:
+            diffs.append(f"surveys.{field}: {error}")
     return diffs

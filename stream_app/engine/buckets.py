@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from stream_app import scoring
+from stream_app.engine import codec
 from stream_app.engine.join import ATTRIBUTES, Effect
 from stream_app.engine.records import STATS_DTYPE, Bucket, FullDims, Scope
 
@@ -123,7 +124,7 @@ class ScopeIndex:
 
 class BucketTable:
     """A partition's live buckets as rows of one numpy matrix: a batch adds its sums to all the
-    buckets it reaches in one operation, and a bucket costs 24 doubles, not 24 float objects."""
+    buckets it reaches in one operation, and a bucket costs packed doubles, not float objects."""
 
     def __init__(self) -> None:
         self.rows: dict[BucketId, int] = {}
@@ -147,7 +148,7 @@ class BucketTable:
 
     def put(self, bucket_id: BucketId, bucket: Bucket) -> None:
         row = self.row(bucket_id)
-        self.stats[row] = np.frombuffer(bucket.stats, dtype=STATS_DTYPE)
+        self.stats[row] = codec.stats_array(bucket.stats)
         self.versions[row] = bucket.versions
 
     def get(self, bucket_id: BucketId) -> Bucket:

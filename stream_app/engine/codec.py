@@ -10,8 +10,11 @@ import zlib
 from typing import Any
 
 import msgspec
+import numpy as np
 
+from stream_app import scoring
 from stream_app.engine.records import (
+    STATS_DTYPE,
     Bucket,
     BucketParts,
     IntakeMeta,
@@ -33,6 +36,15 @@ WATERMARK_KEY = b"~wm"  # partials topic: the key of a Watermark record
 _msgpack = msgspec.msgpack.Encoder()
 encode = _msgpack.encode
 _json = msgspec.json.Encoder()
+
+def stats_array(packed: bytes) -> np.ndarray:
+    """A bucket's packed statistics as a read-only vector of ``scoring.STATS_LEN``. A shorter vector
+    was stored by a build with fewer statistics (new ones are appended): the rest are zeros."""
+    stats = np.frombuffer(packed, dtype=STATS_DTYPE)
+    if len(stats) < scoring.STATS_LEN:
+        stats = np.concatenate((stats, np.zeros(scoring.STATS_LEN - len(stats))))
+    return stats
+
 
 decode_join = msgspec.msgpack.Decoder(JoinEntry).decode
 decode_bucket = msgspec.msgpack.Decoder(Bucket).decode

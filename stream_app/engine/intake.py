@@ -254,7 +254,7 @@ class _Batch:
         if entry is None and isinstance(event, Interaction):  # the common case, straight through
             dims = self._bound(event.tenant, (event.channel, event.queue, event.agent_id, event.touchpoint))
             self.open_entries[join_key] = JoinEntry(event_ms, {event.event_id: trigger},
-                                                    InteractionRef(trigger, dims))
+                                                    InteractionRef(trigger, dims, event_ms))
             if replayed is None:
                 cols, vals = scoring.interaction_columns(event, self.config.service_level_seconds)
                 self.groups.add_new(event.tenant, resolve(dims, None), event_ms, cols, vals)

@@ -8,6 +8,9 @@ as the first time (``effects_of``).
 A survey that names no channel, queue, agent or touchpoint counts at once under ``unknown`` for
 what it lacks; when its interaction arrives, the interaction's trigger moves it to the right keys.
 If the interaction never arrives within the join retention, the survey stays under ``unknown``.
+
+A survey's delay (answered_at - closed_at) counts once survey and interaction have met, under the
+survey's final attributes and at its answered_at, by the trigger that brought them together.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from stream_app.engine.records import Dims, FullDims, InteractionRef, JoinEntry, Sparse, SurveyRef
+from stream_app.scoring import delay_index
 
 ATTRIBUTES = ("channel", "queue", "agent", "touchpoint")
 UNKNOWN = "unknown"
@@ -58,8 +62,9 @@ def add_interaction(entry: JoinEntry, event_id: str, trigger: int, own: Effect, 
     if own.event_ms > entry.last_ms:
         entry.last_ms = own.event_ms
     if entry.interaction is None:
-        entry.interaction = InteractionRef(trigger, dims)
+        entry.interaction = InteractionRef(trigger, dims, own.event_ms)
         for survey in entry.surveys:
+            survey.met = trigger
             if survey.joined is None:
                 survey.joined = trigger
     return effects_of(entry, trigger, own)
@@ -71,8 +76,9 @@ def add_survey(entry: JoinEntry, event_id: str, trigger: int, tenant: str, dims:
     if event_ms > entry.last_ms:
         entry.last_ms = event_ms
     complete = all(dims)
-    joined = trigger if (complete or entry.interaction is not None) else None
-    entry.surveys.append(SurveyRef(trigger, joined, tenant, dims, event_ms, contribution))
+    met = trigger if entry.interaction is not None else None
+    joined = trigger if (complete or met is not None) else None
+    entry.surveys.append(SurveyRef(trigger, joined, tenant, dims, event_ms, contribution, met))
     return effects_of(entry, trigger)
 
 
@@ -82,16 +88,28 @@ def effects_of(entry: JoinEntry, trigger: int, own: Effect | None = None) -> lis
     effects: list[Effect] = [] if own is None else [own]
     if not entry.surveys:
         return effects
-    base = entry.interaction.dims if entry.interaction is not None else None
+    interaction = entry.interaction
+    base = interaction.dims if interaction is not None else None
     for survey in entry.surveys:
+        delay = _delay(survey, interaction) if survey.met == trigger else ()
         if survey.trigger == trigger:
             dims = resolve(survey.dims, base) if survey.joined == trigger else resolve(survey.dims, None)
-            effects.append(Effect(1, survey.tenant, dims, survey.event_ms, survey.contribution))
-        elif survey.joined == trigger:
+            effects.append(Effect(1, survey.tenant, dims, survey.event_ms, survey.contribution + delay))
+            continue
+        if survey.joined == trigger:
             before, after = resolve(survey.dims, None), resolve(survey.dims, base)
             changed = frozenset(a for a, x, y in zip(ATTRIBUTES, before, after, strict=True) if x != y)
             if changed:
                 contribution = survey.contribution
                 effects.append(Effect(-1, survey.tenant, before, survey.event_ms, contribution, changed))
                 effects.append(Effect(1, survey.tenant, after, survey.event_ms, survey.contribution, changed))
+        if delay:
+            effects.append(Effect(1, survey.tenant, resolve(survey.dims, base), survey.event_ms, delay))
     return effects
+
+
+def _delay(survey: SurveyRef, interaction: InteractionRef | None) -> Sparse:
+    """The survey's delay bin, as a contribution; nothing when the interaction's close time is unknown."""
+    if interaction is None or interaction.closed_ms is None:
+        return ()
+    return ((delay_index(survey.event_ms - interaction.closed_ms), 1.0),)

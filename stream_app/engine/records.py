@@ -26,10 +26,11 @@ def trigger_of(offset: int, kind: int) -> int:
 
 
 class InteractionRef(msgspec.Struct, array_like=True, gc=False):
-    """The first interaction of a join entry: what a survey takes its attributes from."""
+    """The first interaction of a join entry: what a survey takes its attributes and delay from."""
 
     trigger: int
     dims: Dims
+    closed_ms: int | None = None  # None in entries stored before survey delay was counted
 
 
 class SurveyRef(msgspec.Struct, array_like=True, gc=False):
@@ -37,7 +38,8 @@ class SurveyRef(msgspec.Struct, array_like=True, gc=False):
 
     ``joined`` is the trigger that decided its attributes: its own when it arrived complete or
     after its interaction, the interaction's when that came later and moved it, None while it
-    waits (it then counts under ``unknown`` for what it lacks).
+    waits (it then counts under ``unknown`` for what it lacks). ``met`` is the trigger that brought
+    it together with its interaction, which counts its delay: its own, or the interaction's.
     """
 
     trigger: int
@@ -46,6 +48,7 @@ class SurveyRef(msgspec.Struct, array_like=True, gc=False):
     dims: Dims
     event_ms: int
     contribution: Sparse
+    met: int | None = None
 
 
 class JoinEntry(msgspec.Struct, array_like=True, gc=False):

@@ -17,7 +17,7 @@ import numpy as np
 
 from stream_app import alerts, scoring, snapshot
 from stream_app.engine import codec
-from stream_app.engine.records import STATS_DTYPE, BucketParts, RollupMeta, Scope, SourcePosition
+from stream_app.engine.records import BucketParts, RollupMeta, Scope, SourcePosition
 from stream_app.engine.store import Write
 from stream_app.rules import Rule
 from stream_app.windows import WindowSpec
@@ -309,7 +309,7 @@ def _older(versions: list[int], known: list[int]) -> bool:
 def _merge(entry: BucketParts) -> np.ndarray:
     """The bucket's value: the sum over input partitions, in a fixed order."""
     parts = entry.parts
-    return np.sum([np.frombuffer(parts[source].stats, dtype=STATS_DTYPE) for source in sorted(parts)], axis=0)
+    return np.sum([codec.stats_array(parts[source].stats) for source in sorted(parts)], axis=0)
 
 
 def _window(buckets: dict[BucketId, np.ndarray], spec: WindowSpec, start: int, end: int) -> np.ndarray | None:

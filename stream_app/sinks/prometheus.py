@@ -85,6 +85,9 @@ SCORES: tuple[tuple[Gauge, Callable[[dict], float | None]], ...] = (
     (_score("cx_service_level_ratio",
             "Answered within CX_SERVICE_LEVEL_SECONDS among interactions with a wait (0-1)"),
      lambda d: _ratio(d["interactions"]["service_level_pct"])),
+    (_score("cx_survey_delay_p90_seconds",
+            "90th percentile of answered_at - closed_at over surveys joined to their interaction"),
+     lambda d: d["surveys"]["delay_p90_seconds"]),
 )
 
 # What is exported, with the scope it came from, so that scopes moving to another worker can be dropped.

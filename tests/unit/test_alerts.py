@@ -391,3 +391,14 @@ def test_example_rules_fire_once_each_for_the_chat_incident_and_only_for_chat():
 def test_example_rules_stay_quiet_on_healthy_traffic():
     events = {scope: s for scope, s in fired(None, seed=21, minutes=150).items() if s}
     assert events == {}
+
+
+def test_a_rule_can_watch_the_survey_delay_p90():
+    slow = rule(name="survey-slow", metric="surveys.delay_p90_seconds", comparison=">", threshold=7200.0,
+                clear=3600.0, min_samples=10)
+    values = [{"value": v, "group": "surveys", "field": "delay_p90_seconds", "n": 40}
+              for v in (1800.0, 9000.0, 9500.0, 2000.0)]
+    _, events = run(slow, values)
+    assert statuses(events) == ["firing", "resolved"]
+    assert events[0][1]["metric"] == "surveys.delay_p90_seconds" and events[0][1]["value"] == 9000.0
+    validate_alert(events[0][1])

@@ -88,7 +88,7 @@ def test_empty_groups_have_n_zero_and_every_other_field_null() -> None:
 
 def test_keys_are_exactly_those_of_the_contract_snapshot() -> None:
     groups = score_groups(empty())
-    assert list(groups) == ["ces", "csat", "nps", "interactions"]
+    assert list(groups) == ["ces", "csat", "nps", "interactions", "surveys"]
     assert set(groups["ces"]) == {
         "n", "mean", "effort_mean", "easy_pct", "difficult_pct", "net_ease", "ci95", "mean_ci95",
     }
@@ -98,6 +98,7 @@ def test_keys_are_exactly_those_of_the_contract_snapshot() -> None:
         "n", "abandoned_pct", "aht_seconds", "asa_seconds", "fcr_pct", "transfer_pct",
         "service_level_pct", "response_pct",
     }
+    assert set(groups["surveys"]) == {"n", "delay_p50_seconds", "delay_p90_seconds"}
 
 
 def test_groups_without_answers_stay_null_while_others_fill() -> None:
@@ -119,6 +120,8 @@ def test_counts_are_output_as_ints() -> None:
     add_interaction(acc, ix(wait=1), SL)
     for group in score_groups(acc).values():
         assert type(group["n"]) is int and group["n"] == 1
+    acc[scoring.SURVEYS] = 2.0  # the survey count reads the response counter
+    assert score_groups(acc)["surveys"]["n"] == 2
 
 
 def test_every_float_output_is_rounded_to_four_decimals() -> None:
@@ -563,7 +566,72 @@ def test_merge_of_partial_vectors_scores_like_one_vector(
 def test_vector_layout_indices_are_distinct_and_cover_the_vector() -> None:
     indices = [
         v for k, v in vars(scoring).items()
-        if k.isupper() and isinstance(v, int) and k not in {"STATS_LEN", "UNIT"}
+        if k.isupper() and isinstance(v, int) and k not in {"STATS_LEN", "UNIT", "DELAY_BINS"}
     ]
+    indices += range(scoring.DELAY_FIRST + 1, scoring.DELAY_FIRST + scoring.DELAY_BINS)  # the other bins
     assert sorted(indices) == list(range(STATS_LEN))
     assert math.isclose(scoring.Z95, 1.959964)
+
+
+# --- survey delay histogram --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("seconds", "bin_"), [
+    (0, 0), (14.999, 0), (-3, 0),  # [0, 15 s); answered before the close (skew) counts as no delay
+    (15, 1), (21.2, 1),  # [15, 15·√2 = 21.213)
+    (21.214, 2), (30, 3),  # 30 = 15·2^(2/2): the lower edge of bin 3
+    (3600, 16),  # 2·log2(3600/15) = 15.81: bin 1 + 15
+    (245_759, 28), (245_760, 29), (10**7, 29),  # the open last bin from 15·2^14 s
+])
+def test_delay_bins_are_two_per_doubling_from_15_seconds(seconds: float, bin_: int) -> None:
+    assert scoring.delay_index(round(seconds * 1000)) == scoring.DELAY_FIRST + bin_
+
+
+def test_every_delay_edge_opens_its_own_bin() -> None:
+    for bin_, edge in enumerate(scoring.DELAY_EDGES_SECONDS[1:], start=1):
+        ms = math.ceil(edge * 1000)
+        assert scoring.delay_index(ms) == scoring.DELAY_FIRST + bin_, edge
+
+
+def with_delays(*seconds: float) -> list[float]:
+    acc = empty()
+    for s in seconds:
+        acc[scoring.delay_index(round(s * 1000))] += 1.0
+    return acc
+
+
+def test_delay_quantiles_are_the_geometric_middle_of_their_bin() -> None:
+    # 100 s is in bin 6: [15·2^2.5, 15·2^3) = [84.85, 120): middle 15·2^2.75 = 100.9
+    # 3600 s is in bin 16: [15·2^7.5, 15·2^8) = [2715.29, 3840): middle 15·2^7.75 = 3229.0
+    acc = with_delays(100, 100, 100, 3600)
+    assert score_groups(acc)["surveys"]["delay_p50_seconds"] == round(15 * 2 ** 2.75, 4)
+    assert score_groups(acc)["surveys"]["delay_p90_seconds"] == round(15 * 2 ** 7.75, 4)
+
+
+def test_delay_quantile_takes_the_bin_where_the_rank_is_reached() -> None:
+    # ranks: p50 of 4 is 2 -> the second value's bin; p90 is 3.6 -> the fourth value's bin
+    acc = with_delays(5, 60, 600, 6000)
+    assert scoring.delay_quantile(acc, 0.5) == pytest.approx(15 * 2 ** 2.25)  # 60 s: bin [60, 84.85)
+    assert scoring.delay_quantile(acc, 0.9) == pytest.approx(15 * 2 ** 8.75)  # 6000 s: [5430.6, 7680)
+
+
+def test_delay_below_15_seconds_reads_7_5_and_beyond_the_last_edge_its_lower_edge() -> None:
+    assert scoring.delay_quantile(with_delays(1, 2), 0.5) == 7.5
+    assert scoring.delay_quantile(with_delays(10**6), 0.9) == 245_760.0
+
+
+def test_delay_quantiles_are_null_without_a_joined_survey() -> None:
+    groups = score_groups(empty())
+    assert groups["surveys"] == {"n": 0, "delay_p50_seconds": None, "delay_p90_seconds": None}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=15, max_value=245_000), min_size=1, max_size=60))
+def test_delay_quantile_is_within_19_percent_of_the_true_one(delays: list[float]) -> None:
+    acc = with_delays(*delays)
+    ordered = sorted(delays)
+    for q in (0.5, 0.9):
+        true = ordered[max(0, math.ceil(q * len(ordered)) - 1)]  # the smallest value with rank >= q·n
+        estimate = scoring.delay_quantile(acc, q)
+        assert estimate is not None
+        assert abs(estimate - true) <= (2 ** 0.25 - 1) * true + 1e-6, (q, true, estimate)

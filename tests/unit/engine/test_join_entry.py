@@ -23,6 +23,7 @@ from stream_app.engine.join import (
     resolve,
 )
 from stream_app.engine.records import INTERACTION, SURVEY, JoinEntry, trigger_of
+from stream_app.scoring import delay_index
 
 T_IX = 1_714_557_600_000  # 2024-05-01T10:00:00Z, the interaction closes
 T_SV = 1_714_557_900_000  # 2024-05-01T10:05:00Z, the survey is answered
@@ -34,6 +35,7 @@ SV2_C = ((30, 1.0), (31, 9.0))
 NONE4 = (None, None, None, None)
 UNKNOWN4 = (UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN)
 IX_OWN = own_effect("acme", IX_DIMS, T_IX, IX_C)  # the usual interaction's own count
+DELAY = ((delay_index(T_SV - T_IX), 1.0),)  # the delay bin of a survey answered 5 min after the close
 
 
 def ix(offset: int) -> int:
@@ -104,7 +106,7 @@ def test_survey_after_interaction_counted_once_under_interaction_attributes():
     entry = new_entry()
     add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
-    assert effects == [Effect(1, "acme", ("chat", "billing", "a-7", "support"), T_SV, SV_C)]
+    assert effects == [Effect(1, "acme", ("chat", "billing", "a-7", "support"), T_SV, SV_C + DELAY)]
     assert effects[0].only is None  # a plain count: `all` included
 
 
@@ -112,7 +114,7 @@ def test_survey_after_interaction_own_attributes_win():
     entry = new_entry()
     add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     effects = add_survey(entry, "ev-s", sv(4), "acme", ("email", None, "a-9", None), T_SV, SV_C)
-    assert effects == [Effect(1, "acme", ("email", "billing", "a-9", "support"), T_SV, SV_C)]
+    assert effects == [Effect(1, "acme", ("email", "billing", "a-9", "support"), T_SV, SV_C + DELAY)]
 
 
 def test_survey_after_interaction_adds_nothing_to_the_interaction_trigger():
@@ -148,6 +150,7 @@ def test_interaction_trigger_moves_waiting_survey_from_unknown_to_joined_keys():
         Effect(1, "acme", IX_DIMS, T_IX, IX_C),  # the interaction itself
         Effect(-1, "acme", UNKNOWN4, T_SV, SV_C, moved),  # out of unknown
         Effect(1, "acme", IX_DIMS, T_SV, SV_C, moved),  # into the joined keys
+        Effect(1, "acme", IX_DIMS, T_SV, DELAY),  # the survey's delay, now known, in every scope
     ]
 
 
@@ -162,8 +165,9 @@ def test_move_is_limited_to_attributes_that_changed_and_never_all():
         Effect(1, "acme", ("chat", "billing", "a-7", "unknown"), T_IX, IX_C),
         Effect(-1, "acme", ("unknown", "vip", "unknown", "unknown"), T_SV, SV_C, moved),
         Effect(1, "acme", ("chat", "vip", "a-7", "unknown"), T_SV, SV_C, moved),
+        Effect(1, "acme", ("chat", "vip", "a-7", "unknown"), T_SV, DELAY),
     ]
-    for effect in effects[1:]:
+    for effect in effects[1:3]:
         assert "all" not in effect.only
         assert "queue" not in effect.only  # the survey's own queue already counted
         assert "touchpoint" not in effect.only  # unknown before and after
@@ -174,7 +178,7 @@ def test_move_uses_survey_tenant_and_event_time():
     add_survey(entry, "ev-s", sv(4), "t2", NONE4, T_SV, SV_C)
     effects = add_interaction(entry, "ev-i", ix(10), own_effect("t2", IX_DIMS, T_IX, IX_C), IX_DIMS)
     assert [(e.sign, e.tenant, e.event_ms) for e in effects] == \
-        [(1, "t2", T_IX), (-1, "t2", T_SV), (1, "t2", T_SV)]
+        [(1, "t2", T_IX), (-1, "t2", T_SV), (1, "t2", T_SV), (1, "t2", T_SV)]
 
 
 def test_interaction_that_changes_nothing_moves_nothing():
@@ -183,7 +187,8 @@ def test_interaction_that_changes_nothing_moves_nothing():
     add_survey(entry, "ev-s", sv(4), "acme", ("chat", "q", "a", None), T_SV, SV_C)
     dims = ("voice", "q2", "a2", None)
     effects = add_interaction(entry, "ev-i", ix(10), own_effect("acme", dims, T_IX, IX_C), dims)
-    assert effects == [Effect(1, "acme", ("voice", "q2", "a2", "unknown"), T_IX, IX_C)]
+    assert effects == [Effect(1, "acme", ("voice", "q2", "a2", "unknown"), T_IX, IX_C),
+                       Effect(1, "acme", ("chat", "q", "a", "unknown"), T_SV, DELAY)]  # only the delay
 
 
 def test_interaction_moves_every_waiting_survey():
@@ -197,8 +202,10 @@ def test_interaction_moves_every_waiting_survey():
         Effect(1, "acme", IX_DIMS, T_IX, IX_C),
         Effect(-1, "acme", UNKNOWN4, T_SV, SV_C, all4),
         Effect(1, "acme", IX_DIMS, T_SV, SV_C, all4),
+        Effect(1, "acme", IX_DIMS, T_SV, DELAY),
         Effect(-1, "acme", ("email", "unknown", "unknown", "unknown"), T_SV + 1, SV2_C, three),
         Effect(1, "acme", ("email", "billing", "a-7", "support"), T_SV + 1, SV2_C, three),
+        Effect(1, "acme", ("email", "billing", "a-7", "support"), T_SV + 1, ((delay_index(T_SV + 1 - T_IX), 1.0),)),
     ]
 
 
@@ -209,8 +216,8 @@ def test_survey_first_then_interaction_nets_to_one_count_per_key():
     ix_effects = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
     totals: dict[tuple[str, str], int] = {}
     for effect in survey_effects + ix_effects:
-        if effect.event_ms != T_SV:
-            continue  # the interaction's own count
+        if effect.event_ms != T_SV or effect.contribution == DELAY:
+            continue  # the interaction's own count, the survey's delay
         scopes = ["all", *ATTRIBUTES] if effect.only is None else [a for a in ATTRIBUTES if a in effect.only]
         for scope in scopes:
             key = "all" if scope == "all" else effect.dims[ATTRIBUTES.index(scope)]
@@ -232,9 +239,9 @@ def test_survey_with_all_four_attributes_never_waits():
     own = ("email", "q-e", "a-1", "returns")
     effects = add_survey(entry, "ev-s", sv(4), "acme", own, T_SV, SV_C)
     assert effects == [Effect(1, "acme", own, T_SV, SV_C)]
-    # The interaction arriving later does not move it.
+    # The interaction arriving later does not move it; it only tells the survey's delay.
     ix_effects = add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
-    assert ix_effects == [Effect(1, "acme", IX_DIMS, T_IX, IX_C)]
+    assert ix_effects == [Effect(1, "acme", IX_DIMS, T_IX, IX_C), Effect(1, "acme", own, T_SV, DELAY)]
 
 
 # --- replay: effects_of re-derives what a trigger did ------------------------------------------
@@ -262,6 +269,7 @@ def test_replay_of_interaction_trigger_returns_same_move_after_later_triggers():
         Effect(1, "acme", IX_DIMS, T_IX, IX_C),
         Effect(-1, "acme", UNKNOWN4, T_SV, SV_C, all4),
         Effect(1, "acme", IX_DIMS, T_SV, SV_C, all4),
+        Effect(1, "acme", IX_DIMS, T_SV, DELAY),
     ]
 
 
@@ -271,9 +279,10 @@ def test_replay_of_survey_after_interaction_returns_joined_count():
     first = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
     add_survey(entry, "ev-s2", sv(9), "acme", ("sms", None, None, None), T_SV + 1, SV2_C)
     stored = roundtrip(entry)
-    assert effects_of(stored, sv(4)) == first == [Effect(1, "acme", IX_DIMS, T_SV, SV_C)]
+    assert effects_of(stored, sv(4)) == first == [Effect(1, "acme", IX_DIMS, T_SV, SV_C + DELAY)]
+    delay = ((delay_index(T_SV + 1 - T_IX), 1.0),)
     assert effects_of(stored, sv(9)) == \
-        [Effect(1, "acme", ("sms", "billing", "a-7", "support"), T_SV + 1, SV2_C)]
+        [Effect(1, "acme", ("sms", "billing", "a-7", "support"), T_SV + 1, SV2_C + delay)]
 
 
 def test_replay_of_complete_survey_is_unchanged_by_later_interaction():
@@ -345,4 +354,39 @@ def test_first_interaction_stays_the_join_base():
     later = ("voice", "q", "a", "t")
     add_interaction(entry, "ev-i2", ix(11), own_effect("acme", later, T_IX + 1, IX_C), later)
     effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
-    assert effects == [Effect(1, "acme", IX_DIMS, T_SV, SV_C)]
+    assert effects == [Effect(1, "acme", IX_DIMS, T_SV, SV_C + DELAY)]  # delay from the first close too
+
+
+# --- survey delay: counted once, by the trigger that brings survey and interaction together -----
+
+
+def test_survey_delay_is_counted_once_whichever_arrives_first():
+    for survey_first in (True, False):
+        entry = new_entry()
+        steps = [lambda: add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C),
+                 lambda: add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)]
+        effects = [e for step in (steps if survey_first else steps[::-1]) for e in step()]
+        delays = [e for e in effects if DELAY[0] in e.contribution]
+        assert len(delays) == 1 and delays[0].dims == IX_DIMS and delays[0].only is None
+
+
+def test_survey_delay_bin_is_answered_at_minus_closed_at():
+    entry = new_entry()
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_IX + 3_600_000, SV_C)
+    assert effects[0].contribution == SV_C + ((delay_index(3_600_000), 1.0),)
+
+
+def test_survey_answered_before_the_close_counts_in_the_first_delay_bin():
+    entry = new_entry()
+    add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+    effects = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_IX - 5_000, SV_C)
+    assert effects[0].contribution == SV_C + ((delay_index(0), 1.0),)
+
+
+def test_entry_stored_before_close_times_were_kept_counts_no_delay():
+    old = codec.encode([T_IX, {"ev-i": ix(10)}, [ix(10), list(IX_DIMS)], []])  # InteractionRef of 2 fields
+    entry = codec.decode_join(old)
+    assert entry.interaction is not None and entry.interaction.closed_ms is None
+    assert add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C) == \
+        [Effect(1, "acme", IX_DIMS, T_SV, SV_C)]

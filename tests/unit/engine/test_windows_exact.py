@@ -1,7 +1,8 @@
 """The engine in memory counts every window exactly as an independent count written from the contract.
 
 Simulator traffic with duplicates and malformed records mixed in, in batches of several sizes; the
-day buckets of the rollup are compared with ``tests/reference.py`` per dimension and key.
+day buckets of the rollup are compared with ``tests/reference.py`` per dimension and key, the
+survey-delay histogram bin by bin.
 """
 
 from __future__ import annotations
@@ -29,7 +30,22 @@ def day_counts(run: Run, dimension: str) -> dict[tuple[str, int], dict[str, int]
     for ((_, dim, key), (width, start)), stats in run.windows().items():
         if dim == dimension and width == DAY_MS:
             counts[(key, start)] = {name: int(stats[i]) for name, i in FIELDS.items() if stats[i]}
+            delays = {i: int(stats[i]) for i in range(scoring.DELAY_FIRST, scoring.STATS_LEN) if stats[i]}
+            if delays:
+                counts[(key, start)]["delay_bins"] = delays
     return counts
+
+
+def with_delay_bins(counts: dict) -> dict:
+    """The reference's delays as the histogram's bins, the way the engine must count them."""
+    out = {k: v for k, v in counts.items() if v and k != "delays"}
+    bins: dict[int, int] = {}
+    for delay_ms in counts.get("delays", []):
+        index = scoring.delay_index(delay_ms)
+        bins[index] = bins.get(index, 0) + 1
+    if bins:
+        out["delay_bins"] = bins
+    return out
 
 
 @pytest.mark.parametrize("batch_records", [1, 13, 500])
@@ -48,7 +64,7 @@ def test_day_windows_equal_an_independent_count_with_duplicates_and_bad_records(
     surveys = [r.value for r in records if r.kind == "survey"]
     for dimension in DIMENSIONS:
         want = expected_counts(interactions, surveys, dimension, DAY_MS)
-        want = {key: {k: v for k, v in c.items() if v} for key, c in want.items()}
+        want = {key: with_delay_bins(c) for key, c in want.items()}
         assert day_counts(run, dimension) == want, dimension
     dead = broker.read(TOPICS.dead_letter, 0, 0)
     assert len(dead) == 6
