@@ -250,8 +250,8 @@ def test_dashboard_covers_every_contract_metric():
     text = DASHBOARD.read_text()
     for metric in ("cx_ces_mean", "cx_ces_net_ease", "cx_csat_satisfied_ratio", "cx_nps_score",
                    "cx_survey_responses", "cx_interactions", "cx_abandoned_ratio", "cx_handle_seconds_mean",
-                   "cx_wait_seconds_mean", "cx_fcr_ratio", "cx_service_level_ratio", "cx_survey_delay_p90_seconds",
-                   "cx_alerts_firing",
+                   "cx_wait_seconds_mean", "cx_fcr_ratio", "cx_service_level_ratio",
+                   "cx_survey_delay_p90_seconds", "cx_alerts_firing",
                    "cx_events_total", "cx_consumer_lag_records", "cx_batch_processing_seconds_bucket",
                    "cx_sink_errors_total", "cx_sink_dropped_total", "cx_table_recovered",
                    "cx_table_recovery_seconds"):

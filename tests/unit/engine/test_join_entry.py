@@ -205,7 +205,8 @@ def test_interaction_moves_every_waiting_survey():
         Effect(1, "acme", IX_DIMS, T_SV, DELAY),
         Effect(-1, "acme", ("email", "unknown", "unknown", "unknown"), T_SV + 1, SV2_C, three),
         Effect(1, "acme", ("email", "billing", "a-7", "support"), T_SV + 1, SV2_C, three),
-        Effect(1, "acme", ("email", "billing", "a-7", "support"), T_SV + 1, ((delay_index(T_SV + 1 - T_IX), 1.0),)),
+        Effect(1, "acme", ("email", "billing", "a-7", "support"), T_SV + 1,
+               ((delay_index(T_SV + 1 - T_IX), 1.0),)),
     ]
 
 
@@ -363,9 +364,10 @@ def test_first_interaction_stays_the_join_base():
 def test_survey_delay_is_counted_once_whichever_arrives_first():
     for survey_first in (True, False):
         entry = new_entry()
-        steps = [lambda: add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C),
-                 lambda: add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)]
-        effects = [e for step in (steps if survey_first else steps[::-1]) for e in step()]
+        survey = add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C) if survey_first else []
+        effects = survey + add_interaction(entry, "ev-i", ix(10), IX_OWN, IX_DIMS)
+        if not survey_first:
+            effects += add_survey(entry, "ev-s", sv(4), "acme", NONE4, T_SV, SV_C)
         delays = [e for e in effects if DELAY[0] in e.contribution]
         assert len(delays) == 1 and delays[0].dims == IX_DIMS and delays[0].only is None
 
