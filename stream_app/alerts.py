@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from stream_app.keys import kafka_key
 from stream_app.rules import METRICS, Rule
 from stream_app.snapshot import rfc3339, rolling_key
 
@@ -126,7 +127,7 @@ def _recovered(rule: Rule, now: Reading) -> bool:
 
 
 def _key(rule: str, tenant: str, dimension: str, key: str) -> str:
-    return f"{rule}/{tenant}/{dimension}/{key}"
+    return kafka_key(rule, tenant, dimension, key)
 
 
 def _alert_id(rule: Rule, snapshot: dict, since_ms: int) -> str:

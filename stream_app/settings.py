@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     windows: str = "15m:15m:1m,1h:1h:5m,1d:1d:1d"
     dimensions: str = ",".join(DIMENSIONS)
     allowed_lateness_seconds: float = Field(default=3600.0, alias="CX_ALLOWED_LATENESS", ge=0)
+    max_clock_skew_seconds: float = Field(default=600.0, alias="CX_MAX_CLOCK_SKEW", ge=0)
     emit_interval_seconds: float = Field(default=1.0, alias="CX_EMIT_INTERVAL", gt=0)
     idle_timeout_seconds: float = Field(default=60.0, alias="CX_IDLE_TIMEOUT", gt=0)
     service_level_seconds: float = Field(default=20.0, ge=0)
@@ -60,8 +61,8 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(default=10.0, gt=0)
     log_level: str = "INFO"
 
-    @field_validator("allowed_lateness_seconds", "emit_interval_seconds", "idle_timeout_seconds",
-                     "join_retention_seconds", "redis_key_ttl_seconds", mode="before")
+    @field_validator("allowed_lateness_seconds", "max_clock_skew_seconds", "emit_interval_seconds",
+                     "idle_timeout_seconds", "join_retention_seconds", "redis_key_ttl_seconds", mode="before")
     @classmethod
     def _durations(cls, value: object) -> object:
         """Accept ``90``, ``"90"``, ``"90s"``, ``"15m"``, ``"1h"``: a bare number is seconds."""
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     @property
     def allowed_lateness_ms(self) -> int:
         return round(self.allowed_lateness_seconds * 1000)
+
+    @property
+    def max_clock_skew_ms(self) -> int:
+        return round(self.max_clock_skew_seconds * 1000)
 
     @property
     def join_retention_ms(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from stream_app import scoring
+from stream_app.keys import kafka_key
 
 
 def rfc3339(ms: int) -> str:
@@ -17,11 +18,9 @@ def rfc3339(ms: int) -> str:
 
 
 def rolling_key(tenant: str, dimension: str, key: str, window: str) -> str:
-    return f"{tenant}/{dimension}/{key}/{window}"
+    """The Kafka key of a scope's rolling snapshot."""
+    return kafka_key(tenant, dimension, key, window)
 
-
-def final_key(tenant: str, dimension: str, key: str, window: str, start_ms: int) -> str:
-    return f"{rolling_key(tenant, dimension, key, window)}/{rfc3339(start_ms)}"
 
 
 def build(tenant: str, dimension: str, key: str, window: str, start_ms: int, end_ms: int,

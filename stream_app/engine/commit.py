@@ -30,7 +30,7 @@ from stream_app.engine.intake import InputRecord, Intake, IntakeResult
 from stream_app.engine.records import INTERACTION, SURVEY
 from stream_app.engine.rollup import Document, Rollup
 from stream_app.engine.store import Store, Write
-from stream_app.snapshot import rolling_key
+from stream_app.keys import kafka_key
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class Pipeline:
         decisions, frontiers = {}, {}
         for partition in list(self.rollup.partitions):
             rolling = self.rollup.rolling(partition, clock, now_ms)
-            decisions[partition] = self.rollup.judge(partition, rolling, now_ms)
+            decisions[partition] = self.rollup.judge(partition, now_ms)
             finals, frontiers[partition] = self.rollup.finals(partition, now_ms)
             snapshots.extend(rolling)
             snapshots.extend(finals)
@@ -209,8 +209,8 @@ class Pipeline:
         await sent.flush()
         self._notify(snapshots, alerts)
         await self._persist({
-            (ROLLUP_TABLE, p): [*self.rollup.advance(p, frontiers[p]), *self.rollup.confirm(p, d.events)]
-            for p, d in decisions.items()
+            (ROLLUP_TABLE, p): [*self.rollup.confirm(p), *self.rollup.advance(p, frontiers[p])]
+            for p in decisions
         })
 
     def _notify(self, snapshots: list[Document], alerts: list[Document]) -> None:
@@ -224,39 +224,40 @@ class Pipeline:
         out.add(self.topics.alerts, alert_key(event).encode(), codec.encode_document(event))
 
     async def _send_unconfirmed_alerts(self) -> list[Document]:
-        """Alert events a crashed worker recorded but may not have sent: send those the topic lacks.
+        """Decisions a crashed worker recorded but did not confirm: send the events the topic lacks,
+        then confirm them (which writes their rule states).
 
-        Returns all of them for the read model, which the crashed worker may not have reached.
+        Returns their events for the read model, which the crashed worker may not have reached.
         """
         unsent = self.rollup.unsent()
         if not unsent:
             return []
-        oldest_ms = min(parse_timestamp_ms(e["at"]) for events in unsent.values() for e in events)
+        unconfirmed = [event for events in unsent.values() for event in events]
+        if unconfirmed:
+            published = await self._published_since(min(parse_timestamp_ms(e["at"]) for e in unconfirmed))
+            sent = self.ports.outbox()
+            missing = [e for e in unconfirmed if (e["alert_id"], e["status"]) not in published]
+            for event in missing:
+                self._add_alert(sent, event)
+            await sent.flush()
+            log.warning("alert events left unconfirmed by a previous worker: %d already on %s, %d sent now",
+                        len(unconfirmed) - len(missing), self.topics.alerts, len(missing))
+        await self._persist({(ROLLUP_TABLE, p): self.rollup.confirm(p) for p in unsent})
+        return unconfirmed
+
+    async def _published_since(self, since_ms: int) -> set[tuple[str, str]]:
+        """(alert_id, status) of the events on the alerts topic since about ``since_ms``."""
         published = set()
-        for value in await self.ports.alert_events_since(oldest_ms - READ_BACK_MARGIN_MS):
+        for value in await self.ports.alert_events_since(since_ms - READ_BACK_MARGIN_MS):
             try:
                 event = codec.decode_document(value)
                 published.add((event["alert_id"], event["status"]))
             except (ValueError, KeyError, TypeError):
                 continue
-        sent = self.ports.outbox()
-        unconfirmed: list[Document] = []
-        missing = 0
-        for events in unsent.values():
-            for event in events:
-                if (event["alert_id"], event["status"]) not in published:
-                    self._add_alert(sent, event)
-                    missing += 1
-            unconfirmed.extend(events)
-        await sent.flush()
-        await self._persist({(ROLLUP_TABLE, p): self.rollup.confirm(p, events)
-                             for p, events in unsent.items()})
-        log.warning("alert events left unconfirmed by a previous worker: %d already on %s, %d sent now",
-                    len(unconfirmed) - missing, self.topics.alerts, missing)
-        return unconfirmed
+        return published
 
 
 def _score_key(document: Document) -> bytes:
     """``{tenant}/{dimension}/{key}/{window}``, and ``/{window_start}`` for a closed window."""
-    key = rolling_key(document["tenant"], document["dimension"], document["key"], document["window"])
-    return (f"{key}/{document['window_start']}" if document["final"] else key).encode()
+    scope = (document["tenant"], document["dimension"], document["key"], document["window"])
+    return kafka_key(*scope, *((document["window_start"],) if document["final"] else ())).encode()

@@ -81,12 +81,13 @@ class IntakeConfig:
     service_level_seconds: float
     max_keys_per_dimension: int
     max_record_bytes: int
+    max_clock_skew_ms: int = 600_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeConfig:
         return cls(settings.partitions, settings.dimension_names, bucket_widths(settings.window_specs),
                    settings.allowed_lateness_ms, settings.join_retention_ms, settings.service_level_seconds,
-                   settings.max_keys_per_dimension, settings.max_record_bytes)
+                   settings.max_keys_per_dimension, settings.max_record_bytes, settings.max_clock_skew_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +197,8 @@ class Intake:
                 now_ms: int | None = None) -> IntakeResult:
         """Apply one batch of one partition; the partition must be loaded."""
         state = self.partitions[partition]
-        batch = _Batch(self, state)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        batch = _Batch(self, state, now_ms + self.config.max_clock_skew_ms)
         for kind, records in ((INTERACTION, interactions), (SURVEY, surveys)):
             if records:
                 values = [r.value for r in records]
@@ -204,15 +206,15 @@ class Intake:
                 for record, event in zip(records, events, strict=True):
                     batch.apply(kind, record, event)
                 batch.batch_max[kind] = records[-1].offset
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         return batch.finish(bool(interactions or surveys), now_ms)
 
 
 class _Batch:
     """One partition's batch in progress: what changed, and the effects summed so far."""
 
-    def __init__(self, intake: Intake, state: IntakePartition) -> None:
+    def __init__(self, intake: Intake, state: IntakePartition, future_ms: int) -> None:
         self.intake = intake
+        self.future_ms = future_ms  # event times beyond this are in the future: the wall clock + skew
         self.config = intake.config
         self.state = state
         self.result = IntakeResult()
@@ -242,6 +244,10 @@ class _Batch:
             self.result.count(kind, "duplicate")
             return
         if seen is None:
+            if event_ms > self.future_ms:
+                self._dead_letter(kind, record, "in_future", f"event time is {event_ms - self.future_ms} ms "
+                                                             "ahead of the worker's clock + max clock skew")
+                return
             late = self._too_late(kind, event_ms)
             if late is not None:
                 self._dead_letter(kind, record, "too_late", late)
@@ -332,7 +338,7 @@ class _Batch:
     def _dead_letter(self, kind: int, record: InputRecord, reason: str, detail: str) -> None:
         dead = DeadLetter(kind, record.offset, record.key, record.value, reason, detail)
         self.result.dead_letters.append(dead)
-        self.result.count(kind, "invalid" if reason != "too_late" else "too_late")
+        self.result.count(kind, reason if reason in ("too_late", "in_future") else "invalid")
 
     def finish(self, had_records: bool, now_ms: int) -> IntakeResult:
         """Seal, fan the groups out to buckets, expire, and lay out the writes and partials."""

@@ -111,6 +111,7 @@ class SourcePosition(msgspec.Struct, array_like=True, gc=False):
 class RollupMeta(msgspec.Struct, array_like=True, gc=False):
     positions: dict[int, SourcePosition] = msgspec.field(default_factory=dict)
     frontier: dict[str, int] = msgspec.field(default_factory=dict)  # window -> end of the last final
+    judged: dict[str, int] = msgspec.field(default_factory=dict)  # window -> the last step its rules judged
 
 
 class BucketParts(msgspec.Struct, array_like=True, gc=False):

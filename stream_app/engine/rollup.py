@@ -1,5 +1,10 @@
 """Stage two, per scope: merge the input partitions' buckets, build rolling and final snapshots, judge rules.
 
+Rules are judged in event time (CONTRACT, Alerts): once every input partition's data have reached a
+step boundary t of a rule's window, the rule steps once on the window that ends at t, for every step
+boundary in turn. Decisions then depend on the records alone, not on how they were cut into batches,
+when snapshots were emitted, or how many workers share the work.
+
 A scope (tenant, dimension, key) lives on one partition of the partials topic. For each time bucket
 it keeps the latest state sent by each input partition — a newer state replaces an older one, so a
 partial sent twice changes nothing — and the sum of those states is the bucket's value. Hopping
@@ -35,19 +40,30 @@ class RollupConfig:
     allowed_lateness_ms: int
     idle_timeout_ms: int
     emit_interval_seconds: float
+    sources: int  # input partitions: each sends its watermark to every rollup partition
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RollupConfig:
         return cls(settings.window_specs, settings.allowed_lateness_ms,
-                   round(settings.idle_timeout_seconds * 1000), settings.emit_interval_seconds)
+                   round(settings.idle_timeout_seconds * 1000), settings.emit_interval_seconds,
+                   settings.partitions)
 
 
 @dataclass(slots=True)
 class AlertDecision:
-    """The rule states a batch of rolling snapshots changed (None: back to ok) and the events raised."""
+    """What one round of judging decided: rule states changed (None: back to ok), the events raised,
+    and per window the last step boundary judged. Recorded as one changelog record, so that a crash
+    keeps all of it or none (``Rollup.record``)."""
 
     changes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     events: list[Document] = field(default_factory=list)
+    judged: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.changes or self.events or self.judged)
+
+    def document(self) -> Document:
+        return {"changes": self.changes, "events": self.events, "judged": self.judged}
 
 
 @dataclass(slots=True)
@@ -60,7 +76,9 @@ class RollupPartition:
     sums: dict[Scope, dict[BucketId, np.ndarray]] = field(default_factory=dict)
     stale: dict[Scope, set[BucketId]] = field(default_factory=dict)  # sums to recompute
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule state key -> state (absent: ok)
-    unsent: dict[bytes, Document] = field(default_factory=dict)  # alert events not confirmed sent
+    pending: AlertDecision | None = None  # recorded, its events not confirmed sent
+    pending_keys: list[bytes] = field(default_factory=list)  # where it is stored
+    loaded_ms: int | None = None  # when this process first judged here (wall clock)
     dirty: set[Scope] = field(default_factory=set)  # scopes whose rolling snapshot may have changed
     last_emit: dict[Scope, float] = field(default_factory=dict)
     rolling_ends: tuple[int, ...] = ()
@@ -77,9 +95,34 @@ class RollupPartition:
             elif prefix == codec.ALERT:
                 self.alerts[key[1:].decode()] = codec.decode_document(value)
             elif prefix == codec.UNSENT:
-                self.unsent[key] = codec.decode_document(value)
-        # Whoever held this partition may have died between applying and emitting.
+                self._hold(key, codec.decode_document(value))
+        # Whoever held this partition may have died between recording a decision and confirming it:
+        # the decision is the newest truth (``Rollup.record``), and whoever dies between applying and
+        # emitting leaves snapshots to emit.
+        if self.pending is not None:
+            self._apply(self.pending)
         self.dirty = set(self.parts)
+
+    def _hold(self, key: bytes, value: Document) -> None:
+        """A recorded decision; a key longer than the prefix is one alert event as an earlier build
+        recorded it (an event alone)."""
+        pending = self.pending if self.pending is not None else AlertDecision()
+        if key == codec.UNSENT:
+            pending.changes.update(value["changes"])
+            pending.events[:0] = value["events"]
+            pending.judged.update(value["judged"])
+        else:
+            pending.events.append(value)
+        self.pending = pending
+        self.pending_keys.append(key)
+
+    def _apply(self, decision: AlertDecision) -> None:
+        for key, value in decision.changes.items():
+            if value is None:
+                self.alerts.pop(key, None)
+            else:
+                self.alerts[key] = value
+        self.meta.judged.update(decision.judged)
 
     def latest_ms(self) -> int:
         return max(p.high_ms for p in self.meta.positions.values())
@@ -104,6 +147,9 @@ class Rollup:
         self.specs_by_width: dict[int, list[WindowSpec]] = {}
         for spec in config.specs:
             self.specs_by_width.setdefault(spec.bucket_ms, []).append(spec)
+        # The windows some rule watches, each with its rules, in the configured order.
+        self.judged_specs = [(spec, tuple(r for r in rules if r.window == spec.name)) for spec in config.specs
+                             if any(r.window == spec.name for r in rules)]
         self.partitions: dict[int, RollupPartition] = {}
 
     def forget(self) -> None:
@@ -192,55 +238,93 @@ class Rollup:
                 documents.append(snapshot.build(*scope, spec.name, start, end, False, values, now_ms))
         return documents
 
-    def judge(self, partition: int, documents: list[Document], now_ms: int) -> AlertDecision:
-        """Step every rule that watches one of the partition's new rolling snapshots."""
+    def judging_watermark(self, state: RollupPartition, now_ms: int) -> int | None:
+        """How far the data of every input partition have come: rules judge windows ending at or
+        before it. An input partition never heard from holds it back for the idle timeout after this
+        process first judged here, then counts as idle, like one that has gone quiet."""
+        if len(state.meta.positions) < self.config.sources:
+            if state.loaded_ms is None:
+                state.loaded_ms = now_ms
+            if now_ms - state.loaded_ms < self.config.idle_timeout_ms:
+                return None
+        return self.closing_watermark(state, now_ms)
+
+    def judge(self, partition: int, now_ms: int) -> AlertDecision:
+        """Step every rule at each step boundary of its window that the data have reached since the
+        last round, on the window that ends there."""
         state = self.partitions[partition]
         decision = AlertDecision()
-        if not self.rules or not state.meta.positions:
+        if not self.judged_specs or not state.meta.positions:
             return decision
-        as_of = state.latest_ms()
-        for document in documents:
-            for rule in self.rules:
-                if not alerts.matches(rule, document):
-                    continue
-                key = alerts.state_key(rule, document)
-                before = decision.changes[key] if key in decision.changes else state.alerts.get(key)
-                after, events = alerts.step(rule, before, document, as_of, now_ms)
-                if after != before:
-                    decision.changes[key] = after
-                decision.events.extend(events)
+        reached = self.judging_watermark(state, now_ms)
+        if reached is None:
+            return decision
+        for spec, rules in self.judged_specs:
+            last = reached - reached % spec.step_ms
+            done = state.meta.judged.get(spec.name)
+            first = self._first_end(state, spec) if done is None else done + spec.step_ms
+            if first is None or first > last:
+                continue
+            scopes = [scope for scope in state.parts if any(_watches(rule, scope) for rule in rules)]
+            for end in range(first, last + 1, spec.step_ms):
+                for scope in scopes:
+                    self._judge_window(state, scope, spec, rules, end, now_ms, decision)
+            decision.judged[spec.name] = last
         return decision
 
+    @staticmethod
+    def _first_end(state: RollupPartition, spec: WindowSpec) -> int | None:
+        """The first step boundary whose window holds any data of this partition."""
+        starts = [start for buckets in state.parts.values() for (width, start) in buckets
+                  if width == spec.bucket_ms]
+        return None if not starts else (min(starts) // spec.step_ms + 1) * spec.step_ms
+
+    def _judge_window(self, state: RollupPartition, scope: Scope, spec: WindowSpec, rules: tuple[Rule, ...],
+                      end: int, now_ms: int, decision: AlertDecision) -> None:
+        named = {"tenant": scope[0], "dimension": scope[1], "key": scope[2]}
+        keys = [alerts.state_key(rule, named) for rule in rules]
+        stats = _window(state.merged(scope), spec, end - spec.size_ms, end)
+        befores = [decision.changes[k] if k in decision.changes else state.alerts.get(k) for k in keys]
+        if stats is None and all(before is None for before in befores):
+            return  # no data and nothing going on: ok stays ok
+        values = scoring.empty() if stats is None else stats.tolist()
+        document = snapshot.build(*scope, spec.name, end - spec.size_ms, end, False, values, now_ms)
+        for rule, key, before in zip(rules, keys, befores, strict=True):
+            if not alerts.matches(rule, document):
+                continue
+            after, events = alerts.step(rule, before, document, end, now_ms)
+            if after != before:
+                decision.changes[key] = after
+            decision.events.extend(events)
+
     def record(self, partition: int, decision: AlertDecision) -> list[Write]:
-        """The new rule states, with each event as unsent: written before any event is sent, so that
-        a crash at any point neither loses an event nor sends it twice (``confirm``)."""
+        """The decision as one record, before any of its events is sent: a crash keeps all of it or
+        none. ``confirm`` writes the states it changed in their own keys once the events are sent."""
         state = self.partitions[partition]
-        writes: list[Write] = []
-        for key, value in decision.changes.items():
-            if value is None:
-                state.alerts.pop(key, None)
-                writes.append((codec.alert_state_key(key), None))
-            else:
-                state.alerts[key] = value
-                writes.append((codec.alert_state_key(key), codec.encode_document(value)))
-        for event in decision.events:
-            held = codec.unsent_key(event)
-            state.unsent[held] = event
-            writes.append((held, codec.encode_document(event)))
-        return writes
+        if not decision:
+            return []
+        state._apply(decision)
+        state.pending, state.pending_keys = decision, [codec.UNSENT]
+        return [(codec.UNSENT, codec.encode_document(decision.document()))]
 
     def unsent(self) -> dict[int, list[Document]]:
-        """Alert events recorded but not confirmed sent, per partition."""
-        return {p: list(s.unsent.values()) for p, s in self.partitions.items() if s.unsent}
+        """Alert events of decisions recorded but not confirmed, per partition (a partition with a
+        pending decision is there even when it raised no event: its states still need confirming)."""
+        return {p: list(s.pending.events) for p, s in self.partitions.items() if s.pending is not None}
 
-    def confirm(self, partition: int, events: list[Document]) -> list[Write]:
-        """The events are on the alerts topic: no successor needs to look for them."""
+    def confirm(self, partition: int) -> list[Write]:
+        """The pending decision's events are on the alerts topic: its states go to their own keys and
+        the decision record is deleted."""
         state = self.partitions[partition]
-        writes: list[Write] = []
-        for event in events:
-            key = codec.unsent_key(event)
-            state.unsent.pop(key, None)
-            writes.append((key, None))
+        pending = state.pending
+        if pending is None:
+            return []
+        writes: list[Write] = [(codec.alert_state_key(key), None if value is None else
+                                codec.encode_document(value)) for key, value in pending.changes.items()]
+        if pending.judged:
+            writes.append((codec.META, codec.encode(state.meta)))
+        writes.extend((key, None) for key in state.pending_keys)
+        state.pending, state.pending_keys = None, []
         return writes
 
     def finals(self, partition: int, now_ms: int) -> tuple[list[Document], dict[str, int]]:
@@ -288,6 +372,12 @@ class Rollup:
                 state.last_emit.pop(scope, None)
                 state.dirty.discard(scope)
         return writes
+
+
+def _watches(rule: Rule, scope: Scope) -> bool:
+    tenant, dimension, key = scope
+    return (rule.dimension == dimension and (rule.tenant is None or rule.tenant == tenant)
+            and (rule.key is None or key in rule.key))
 
 
 def _advance_position(meta: RollupMeta, watermark: Any) -> None:

@@ -33,6 +33,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from stream_app.keys import redis_key
 from stream_app.settings import Settings
 from stream_app.sinks import prometheus
 
@@ -54,15 +55,15 @@ Filter = frozenset[str] | None  # the values a query accepts; None: any
 
 
 def score_key(tenant: str, dimension: str, key: str, window: str) -> str:
-    return f"cx:score:{tenant}:{dimension}:{key}:{window}"
+    return redis_key("cx:score", tenant, dimension, key, window)
 
 
 def history_key(tenant: str, dimension: str, key: str, window: str) -> str:
-    return f"cx:history:{tenant}:{dimension}:{key}:{window}"
+    return redis_key("cx:history", tenant, dimension, key, window)
 
 
 def index_key(tenant: str) -> str:
-    return f"cx:scores:{tenant}"
+    return redis_key("cx:scores", tenant)
 
 
 def connect(url: str) -> aioredis.Redis:

@@ -10,6 +10,7 @@ counts, in the windows of its own event time. The test works out each verdict it
 from __future__ import annotations
 
 import random
+import time
 
 import orjson
 import pytest
@@ -33,6 +34,7 @@ from tests.reference import to_ms
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 LATENESS_MS = 3_600_000  # CX_ALLOWED_LATENESS, default
+SKEW_MS = 600_000  # CX_MAX_CLOCK_SKEW, default
 MINUTE_MS = 60_000
 
 
@@ -49,16 +51,21 @@ def shifted(event: dict, ms: int) -> dict:
 
 
 async def feed_and_judge(deployment: Deployment, start_worker, stream: list[tuple[str, dict]], figures,
-                         **notes: object) -> tuple[list[int], dict]:
+                         future_after_ms: int | None = None, **notes: object) -> tuple[list[int | None], dict]:
     """Produce the stream to one worker; every record the model finds too late must be in the dead
-    letter with ``too_late``, every other one counted. Returns each record's lag and the snapshots."""
+    letter with ``too_late``, every record stamped after ``future_after_ms`` with ``in_future`` (it
+    never moves a watermark), every other one counted. Returns each record's lag (None for a record
+    in the future) and the snapshots."""
     records = [(topic, event["interaction_id"].encode(), dumps(event)) for topic, event in stream]
-    lags = behind([(topic, partition_for(key, deployment.partitions), event_ms(event))
-                   for (topic, key, _), (_, event) in zip(records, stream, strict=True)], LATENESS_MS)
-    late = [lag > LATENESS_MS for lag in lags]
-    entries: list[Entry] = [(record, Bad(record[1], record[2], "too_late") if is_late else None)
-                            for record, is_late in zip(records, late, strict=True)]
-    counted = [event for (topic, event), is_late in zip(stream, late, strict=True) if not is_late]
+    future = [future_after_ms is not None and event_ms(event) > future_after_ms for _, event in stream]
+    known = iter(behind([(topic, partition_for(key, deployment.partitions), event_ms(event))
+                         for (topic, key, _), (_, event), ahead in zip(records, stream, future, strict=True)
+                         if not ahead], LATENESS_MS))
+    lags = [None if ahead else next(known) for ahead in future]
+    reasons = ["in_future" if lag is None else "too_late" if lag > LATENESS_MS else None for lag in lags]
+    entries: list[Entry] = [(record, Bad(record[1], record[2], reason) if reason else None)
+                            for record, reason in zip(records, reasons, strict=True)]
+    counted = [event for (topic, event), reason in zip(stream, reasons, strict=True) if not reason]
     accepted = Traffic([], [e for e in counted if "closed_at" in e],
                        [e for e in counted if "answered_at" in e])
     worker = start_worker()
@@ -68,7 +75,7 @@ async def feed_and_judge(deployment: Deployment, start_worker, stream: list[tupl
     found, problems = await settle_dead_letters(deployment, dead_expected(entries, sent))
     lost, duplicated = tally(settled.latest, accepted)
     figures(fed=len(records), lost=lost, duplicated=duplicated, dead_lettered=len(found),
-            out_of_order_counted=sum(0 < lag <= LATENESS_MS for lag in lags), **notes)
+            out_of_order_counted=sum(lag is not None and 0 < lag <= LATENESS_MS for lag in lags), **notes)
     assert settled.exact, settled.diffs
     assert not problems, problems
     assert worker.proc.poll() is None
@@ -161,3 +168,20 @@ async def test_producer_clock_far_ahead_makes_the_others_too_late_on_every_parti
         elif where in jumped:
             after_jump.append(lag)
     assert len(after_jump) > 100 and all(lag > LATENESS_MS for lag in after_jump)
+
+
+async def test_producer_clock_far_ahead_of_the_wall_clock_is_dead_lettered_in_future_and_harms_nobody(
+        deployment, start_worker, figures):
+    """The same email producer 3 hours ahead, on traffic of the last 20 minutes of true time: beyond
+    CX_MAX_CLOCK_SKEW (10 min) ahead of the worker's clock its events are dead-lettered ``in_future``,
+    move no watermark, and not one right-clocked event is too late."""
+    now_ms = int(time.time() * 1000)
+    traffic = simulated(deployment, 1_500, seed=33, start=format_time(now_ms - 20 * MINUTE_MS))
+    start = to_ms(traffic.interactions[0]["closed_at"])
+    stream, shifted_by = skewed(traffic, {"email": 180 * MINUTE_MS}, start + 3 * MINUTE_MS)
+    lags, _ = await feed_and_judge(deployment, start_worker, stream, figures,
+                                   future_after_ms=now_ms + SKEW_MS, email=180 * MINUTE_MS)
+    ahead = [lag for lag, by in zip(lags, shifted_by, strict=True) if by]
+    right = [lag for lag, by in zip(lags, shifted_by, strict=True) if not by]
+    assert len(ahead) > 50 and all(lag is None for lag in ahead), "every shifted email event is in the future"
+    assert right and all(lag is not None and lag <= LATENESS_MS for lag in right), "no one else is too late"

@@ -33,8 +33,8 @@ def write_rules(tmp: Path, text: str) -> str:
 
 
 def rule(name: str, **fields: object) -> str:
-    """One rule on chat's CES net ease (below -20 unless told otherwise) as YAML."""
-    spec = {"metric": "ces.net_ease", "dimension": "channel", "key": "chat", "window": "1d",
+    """One rule on chat's CES net ease (below -20 unless told otherwise) over 15 minutes as YAML."""
+    spec = {"metric": "ces.net_ease", "dimension": "channel", "key": "chat", "window": "15m",
             "comparison": "below", "threshold": -20, "clear": 0, "min_samples": 0, "for": "0s",
             "cooldown": "0s", "severity": "warning"} | fields
     body = "".join(f"    {k}: {v}\n" for k, v in spec.items())
@@ -51,6 +51,14 @@ def ces_surveys(minute: int, easy: int, difficult: int, neutral: int = 0) -> lis
                        "answered_at": rfc3339(at_ms + i * 1000),
                        "answers": [{"metric": "ces", "value": value}]})
     return [("surveys", e["event_id"].encode(), dumps(e)) for e in events]
+
+
+def clock(minute: int) -> list[tuple[str, bytes, bytes]]:
+    """One neutral email survey at minute ``minute`` after T0: the data reach that step boundary, so
+    rules are judged on the windows that end there (the other partitions fall idle after 3 s)."""
+    event = {"event_id": f"clock-{next(_ids)}", "channel": "email",
+             "answered_at": rfc3339(to_ms(T0) + minute * MINUTE_MS), "answers": [{"metric": "ces", "value": 4}]}
+    return [("surveys", event["event_id"].encode(), dumps(event))]
 
 
 async def send(deployment, records) -> None:
@@ -90,8 +98,7 @@ async def test_incident_on_chat_fires_one_alert_for_chat_only_and_recovery_resol
                *itertools.takewhile(lambda r: r.event_ms < end, generate(6, None, incident_end, 6.0))]
     records.sort(key=lambda r: r.event_ms)
     topics = deployment.topics
-    # Live-like: two minutes of event time at a time, each awaited, so that the rolling windows
-    # move in small steps as they would on a live shift (alerts are judged on rolling snapshots).
+    # Live-like: two minutes of event time at a time, each awaited, as on a live shift.
     for chunk_start in range(start, end, 2 * MINUTE_MS):
         chunk = [r for r in records if chunk_start <= r.event_ms < chunk_start + 2 * MINUTE_MS]
         await produce([(topics["interactions" if r.kind == "interaction" else "surveys"], r.key,
@@ -122,10 +129,11 @@ async def test_metric_hovering_between_threshold_and_clear_does_not_flap(deploym
     rules = write_rules(tmp_path,
                         "rules:\n" + rule("hover", window="1m", threshold=0, clear=30, min_samples=10))
     start_worker(CX_RULES_FILE=rules, CX_WINDOWS="1m:1m:1m")
-    # net ease per minute: -60 fires; +20, -20, +20 hover (no event); +80 resolves.
+    # net ease per minute: -60 fires; +20, -20, +20 hover (no event); +80 resolves. Each minute is
+    # judged once the next one's answers arrive; the last one once the clock passes it.
     minutes = [(2, 8), (6, 4), (4, 6), (6, 4), (9, 1)]
     for minute, (easy, difficult) in enumerate(minutes):
-        await send(deployment, ces_surveys(minute, easy, difficult))
+        await send(deployment, ces_surveys(minute, easy, difficult) + (clock(5) if minute == 4 else []))
         start = rfc3339(to_ms(T0) + minute * MINUTE_MS)
         await wait_snapshot(deployment, "default/channel/chat/1m",
                             lambda d, s=start: d["window_start"] == s and d["ces"]["n"] == 10,
@@ -141,7 +149,7 @@ async def test_min_samples_and_significance_hold_back_an_alert_on_a_handful_of_a
     rules = write_rules(tmp_path, "rules:\n" + rule("control") + rule("needs-20", min_samples=20)
                         + rule("needs-significance", significant="true"))
     start_worker(CX_RULES_FILE=rules)
-    await send(deployment, ces_surveys(0, easy=0, difficult=3))
+    await send(deployment, ces_surveys(0, easy=0, difficult=3) + clock(1))
     events = await wait_alerts(deployment, lambda es: "firing" in statuses(es, "control"),
                                "control fires on 3")
     await wait_snapshot(deployment, "default/channel/chat/1d", lambda d: d["ces"]["n"] == 3, "3 answers")
@@ -149,7 +157,7 @@ async def test_min_samples_and_significance_hold_back_an_alert_on_a_handful_of_a
     assert statuses(await alerts(deployment), "needs-20") == []
     assert statuses(await alerts(deployment), "needs-significance") == [], \
         "3 answers: interval reaches above -20"
-    await send(deployment, ces_surveys(1, easy=0, difficult=40))
+    await send(deployment, ces_surveys(1, easy=0, difficult=40) + clock(2))
     events = await wait_alerts(deployment, lambda es: statuses(es, "needs-20") == ["firing"]
                                and statuses(es, "needs-significance") == ["firing"],
                                "both fire on 43 answers")
@@ -160,18 +168,18 @@ async def test_min_samples_and_significance_hold_back_an_alert_on_a_handful_of_a
 async def test_worker_restarts_in_mid_episode_emit_no_duplicate(deployment, start_worker, tmp_path):
     rules = write_rules(tmp_path, "rules:\n" + rule("episode"))
     worker = start_worker(CX_RULES_FILE=rules)
-    await send(deployment, ces_surveys(0, easy=0, difficult=5))
+    await send(deployment, ces_surveys(0, easy=0, difficult=5) + clock(1))
     await wait_alerts(deployment, lambda es: statuses(es, "episode") == ["firing"], "firing")
     worker.kill9()
     worker = start_worker("w2", CX_RULES_FILE=rules)
-    await send(deployment, ces_surveys(1, easy=0, difficult=5))
+    await send(deployment, ces_surveys(1, easy=0, difficult=5) + clock(2))
     await wait_snapshot(deployment, "default/channel/chat/1d", lambda d: d["ces"]["n"] == 10, "after kill -9")
     worker.stop()
     start_worker("w3", CX_RULES_FILE=rules)
-    await send(deployment, ces_surveys(2, easy=3, difficult=0))
+    await send(deployment, ces_surveys(2, easy=3, difficult=0) + clock(3))
     await wait_snapshot(deployment, "default/channel/chat/1d", lambda d: d["ces"]["n"] == 13, "after restart")
     assert statuses(await alerts(deployment), "episode") == ["firing"], "no new firing after the restarts"
-    await send(deployment, ces_surveys(3, easy=20, difficult=0))
+    await send(deployment, ces_surveys(3, easy=20, difficult=0) + clock(4))
     events = await wait_alerts(deployment, lambda es: "resolved" in statuses(es, "episode"), "resolved")
     episode = [e for e in events if e["rule"] == "episode"]
     assert [e["status"] for e in episode] == ["firing", "resolved"]
@@ -199,7 +207,7 @@ async def test_alert_left_unconfirmed_by_a_dead_worker_is_sent_by_its_successor_
         deployment, start_worker, tmp_path):
     rules = write_rules(tmp_path, "rules:\n" + rule("episode"))
     worker = start_worker(CX_RULES_FILE=rules)
-    await send(deployment, ces_surveys(0, easy=0, difficult=5))
+    await send(deployment, ces_surveys(0, easy=0, difficult=5) + clock(1))
     firing = (await wait_alerts(deployment, lambda es: statuses(es, "episode") == ["firing"], "firing"))[0]
     worker.stop()
     held = unsent_key(firing)

@@ -16,6 +16,7 @@ from stream_app.engine.commit import INTAKE_TABLE, ROLLUP_TABLE, Headers, Pipeli
 from stream_app.engine.intake import Intake, IntakeConfig
 from stream_app.engine.rollup import Rollup, RollupConfig
 from stream_app.engine.store import MemoryStore
+from stream_app.rules import Rule
 from stream_app.simulate import generate
 from stream_app.windows import bucket_widths, parse_windows
 
@@ -25,7 +26,7 @@ START_MS = 1_790_000_000_000
 SPECS = parse_windows("15m:15m:1m,1h:1h:5m,1d:1d:1d")
 INTAKE = IntakeConfig(PARTITIONS, ("all", "channel", "queue", "agent", "touchpoint"), bucket_widths(SPECS),
                       3_600_000, 7_200_000, 20.0, 10_000, 65_536)
-ROLLUP = RollupConfig(SPECS, 3_600_000, 60_000, 1.0)
+ROLLUP = RollupConfig(SPECS, 3_600_000, 60_000, 1.0, PARTITIONS)
 
 
 class Crash(Exception):
@@ -134,6 +135,7 @@ class Run:
     positions: dict[tuple[str, int], int] = field(default_factory=dict)
     ports: MemoryPorts | None = None
     pipeline: Pipeline | None = None
+    rules: tuple[Rule, ...] = ()
 
     def start(self, keep_stores: bool) -> None:
         old = self.ports.stores if (keep_stores and self.ports is not None) else {}
@@ -141,7 +143,7 @@ class Run:
         for (table, partition), store in old.items():
             caught_up = _caught_up(self.broker, self.ports, table, partition, store)
             self.ports.stores[(table, partition)] = caught_up
-        self.pipeline = Pipeline(self.ports, TOPICS, Intake(INTAKE), Rollup(ROLLUP))
+        self.pipeline = Pipeline(self.ports, TOPICS, Intake(INTAKE), Rollup(ROLLUP, self.rules))
 
     async def step(self) -> bool:
         assert self.pipeline is not None

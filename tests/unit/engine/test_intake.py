@@ -53,17 +53,32 @@ def test_a_duplicate_event_id_is_counted_once_and_reported_as_duplicate() -> Non
 
 def test_an_event_older_than_the_watermark_minus_lateness_is_a_too_late_dead_letter() -> None:
     intake = fresh_intake()
-    intake.process(0, [Record(0, b"i1", interaction("e1", "i1", T0 + 3 * HOUR_MS))], [], now_ms=T0)
-    late = intake.process(0, [Record(1, b"i2", interaction("e2", "i2", T0))], [], now_ms=T0)
+    now_ms = T0 + 3 * HOUR_MS
+    intake.process(0, [Record(0, b"i1", interaction("e1", "i1", T0 + 3 * HOUR_MS))], [], now_ms=now_ms)
+    late = intake.process(0, [Record(1, b"i2", interaction("e2", "i2", T0))], [], now_ms=now_ms)
     assert late.outcomes == {(0, "too_late"): 1}
     assert [d.reason for d in late.dead_letters] == ["too_late"]
+
+
+def test_an_event_beyond_the_clock_skew_ahead_is_an_in_future_dead_letter_and_moves_no_watermark() -> None:
+    intake = fresh_intake()
+    skew = INTAKE.max_clock_skew_ms
+    ahead = intake.process(0, [Record(0, b"i1", interaction("e1", "i1", T0 + skew + 1)),
+                               Record(1, b"i2", interaction("e2", "i2", T0 + skew))], [], now_ms=T0)
+    assert ahead.outcomes == {(0, "in_future"): 1, (0, "ok"): 1}
+    assert [(d.offset, d.reason) for d in ahead.dead_letters] == [(0, "in_future")]
+    assert intake.partitions[0].meta.watermarks == {0: T0 + skew}  # only the one at the limit counted
+    # Three hours of true time later, the same event time is in the past and counts.
+    later = intake.process(0, [Record(2, b"i3", interaction("e3", "i3", T0 + skew + 1))], [],
+                           now_ms=T0 + 3 * HOUR_MS)
+    assert later.outcomes == {(0, "ok"): 1}
 
 
 def test_join_entries_past_retention_and_sealed_buckets_leave_tombstones() -> None:
     intake = fresh_intake()
     intake.process(0, [Record(0, b"i1", interaction("e1", "i1", T0))], [], now_ms=T0)
     later = T0 + INTAKE.join_retention_ms + 2 * 60_000
-    result = intake.process(0, [Record(1, b"i2", interaction("e2", "i2", later))], [], now_ms=T0)
+    result = intake.process(0, [Record(1, b"i2", interaction("e2", "i2", later))], [], now_ms=later)
     deleted = {key for key, value in result.changelog if value is None}
     assert codec.join_key("i1") in deleted
     assert any(key.startswith(codec.BUCKET) for key in deleted)
