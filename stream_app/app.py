@@ -242,7 +242,7 @@ def create_app(settings: Settings, rules: tuple[Rule, ...] = ()) -> BatchApp:
         body, content_type = prometheus.exposition()
         return web.bytes(body, content_type=content_type)
 
-    register_api(app, Reader(read_model.client))
+    register_api(app, Reader(read_model.client), frozenset(w.name for w in settings.window_specs))
 
     return app
 

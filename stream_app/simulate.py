@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +36,9 @@ import orjson
 
 __all__ = [
     "CHANNELS",
+    "PanelAgent",
     "SimRecord",
+    "agent_panel",
     "backfilled",
     "expected_records_per_interaction",
     "format_time",
@@ -64,6 +66,29 @@ class SimRecord:
     key: bytes  # interaction_id (a survey's key is its interaction_id)
     value: dict
     event_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PanelAgent:
+    """An agent of known true quality, for testing what the agents-to-coach view recovers."""
+
+    agent_id: str
+    channel: str
+    workload: float  # relative share of its channel's interactions
+    csat_top_box: float  # true probability that a CSAT answer about this agent is a 4 or a 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Seat:
+    """An agent as the generator sees it: a skill on the ease scale, or a known CSAT top-box share."""
+
+    agent_id: str
+    skill: float
+    csat_top_box: float | None = None
+
+
+# A channel's agents and their relative workloads (None: all alike, drawn with rng.choice).
+_Roster = dict[str, tuple[list[_Seat], list[float] | None]]
 
 
 @dataclass(frozen=True)
@@ -191,6 +216,23 @@ def _answer(rng: random.Random, metric: str, ease: float) -> dict[str, Any]:
     return answer
 
 
+def _answers(rng: random.Random, ease: float, csat_top_box: float | None) -> list[dict[str, Any]]:
+    """A survey's answers; with the agent's true ``csat_top_box``, CSAT is asked and drawn from it."""
+    metrics = _metrics(rng)
+    if csat_top_box is None:
+        return [_answer(rng, metric, ease) for metric in metrics]
+    if "csat" not in metrics:
+        metrics = sorted([*metrics, "csat"], key=("ces", "csat", "nps").index)
+    return [_panel_csat(rng, csat_top_box) if metric == "csat" else _answer(rng, metric, ease)
+            for metric in metrics]
+
+
+def _panel_csat(rng: random.Random, top_box: float) -> dict[str, Any]:
+    satisfied = rng.random() < top_box
+    value = rng.choices((5, 4), weights=(0.6, 0.4))[0] if satisfied else rng.choice((3, 3, 2, 1))
+    return {"metric": "csat", "value": value}
+
+
 def _metrics(rng: random.Random) -> list[str]:
     """1-3 distinct metrics, CES the most common (this is an effort product), in asking order."""
     k = rng.choices((1, 2, 3), weights=(0.35, 0.40, 0.25))[0]
@@ -204,6 +246,35 @@ def _metrics(rng: random.Random) -> list[str]:
     return sorted(chosen, key=order.__getitem__)
 
 
+def agent_panel(seed: int, agents: int, *, mean: float = 0.85, sd: float = 0.05, struggling: float = 0.0,
+                struggling_mean: float = 0.65) -> tuple[PanelAgent, ...]:
+    """``agents`` agents (numbered ``agent-0001`` on) with a true CSAT top-box share each, seeded.
+
+    Shares are drawn from a Beta with ``mean`` and ``sd``; a ``struggling`` fraction of the agents
+    (every ``round(1 / struggling)``-th) from one with ``struggling_mean`` and the same sd. Channels
+    get agents in proportion to their volume (at least one each, largest remainder); workloads are
+    log-uniform over a 13-fold range, so that a day gives some agents a few surveys and others about 40.
+    """
+    if agents < len(CHANNELS):
+        raise ValueError(f"a panel needs at least {len(CHANNELS)} agents, one per channel")
+    if not 0.0 <= struggling < 1.0:
+        raise ValueError("struggling must be a fraction in [0, 1)")
+    rng = random.Random(seed)
+    every = round(1.0 / struggling) if struggling else 0
+    seats = [max(1, math.floor(c.weight * agents)) for c in CHANNELS]
+    while sum(seats) < agents:  # largest remainder
+        seats[max(range(len(CHANNELS)), key=lambda i: CHANNELS[i].weight * agents - seats[i])] += 1
+    channels = [c.name for c, k in zip(CHANNELS, seats, strict=True) for _ in range(k)]
+    rng.shuffle(channels)
+    panel = []
+    for number, channel in enumerate(channels, start=1):
+        centre = struggling_mean if every and number % every == 0 else mean
+        common = centre * (1.0 - centre) / (sd * sd) - 1.0  # alpha + beta of the Beta with that mean and sd
+        panel.append(PanelAgent(f"agent-{number:04d}", channel, math.exp(rng.uniform(0.0, math.log(13.0))),
+                                rng.betavariate(centre * common, (1.0 - centre) * common)))
+    return tuple(panel)
+
+
 def generate(
     seed: int,
     count: int | None,
@@ -211,12 +282,17 @@ def generate(
     rate_per_s: float,
     incident: str | None = None,
     tenant: str = "default",
+    panel: Sequence[PanelAgent] | None = None,
 ) -> Iterator[SimRecord]:
     """``count`` records (interactions and surveys; ``None``: without end) in event-time order.
 
     Interactions close on average every ``1000 / rate_per_s`` ms (exponential gaps: a Poisson
     process) from ``start_ms``; surveys are answered 1-10 minutes after their interaction. The
     records of a shorter run are a prefix of those of a longer one with the same other arguments.
+
+    With a ``panel``, its agents are the roster (picked by workload within their channel), every
+    survey of an interaction they answered asks CSAT, and that answer is top-box (4 or 5) with the
+    agent's true share, whatever the interaction's ease.
     """
     if count is not None and count < 0:
         raise ValueError("count must be >= 0")
@@ -226,21 +302,32 @@ def generate(
         incident = incident.strip().lower()
         if incident not in _BY_NAME:
             raise ValueError(f"unknown incident channel {incident!r}; choose from {', '.join(_BY_NAME)}")
-    return _generate(random.Random(seed), count, start_ms, rate_per_s, incident, tenant)
+    if panel is not None and {c.name for c in CHANNELS} - {a.channel for a in panel}:
+        raise ValueError("a panel needs at least one agent per channel")
+    return _generate(random.Random(seed), count, start_ms, rate_per_s, incident, tenant, panel)
+
+
+def _roster(rng: random.Random, panel: Sequence[PanelAgent] | None) -> _Roster:
+    """Without a panel: agents numbered across channels, each with a skill offset on the ease scale."""
+    if panel is not None:
+        return {c.name: ([_Seat(a.agent_id, 0.0, a.csat_top_box) for a in panel if a.channel == c.name],
+                         [a.workload for a in panel if a.channel == c.name]) for c in CHANNELS}
+    agents: _Roster = {}
+    number = 0
+    for c in CHANNELS:
+        seats = []
+        for _ in range(c.agents):
+            number += 1
+            seats.append(_Seat(f"agent-{number:03d}", _clip(rng.gauss(0, 0.35), -0.9, 0.9)))
+        agents[c.name] = (seats, None)
+    return agents
 
 
 def _generate(
-    rng: random.Random, count: int | None, start_ms: int, rate_per_s: float, incident: str | None, tenant: str
+    rng: random.Random, count: int | None, start_ms: int, rate_per_s: float, incident: str | None,
+    tenant: str, panel: Sequence[PanelAgent] | None,
 ) -> Iterator[SimRecord]:
-    # The roster: agents numbered across channels, each with a skill offset on the ease scale.
-    agents: dict[str, list[tuple[str, float]]] = {}
-    number = 0
-    for c in CHANNELS:
-        roster = []
-        for _ in range(c.agents):
-            number += 1
-            roster.append((f"agent-{number:03d}", _clip(rng.gauss(0, 0.35), -0.9, 0.9)))
-        agents[c.name] = roster
+    agents = _roster(rng, panel)
 
     with_tenant = {} if tenant == "default" else {"tenant": tenant}
     mean_gap_ms = 1000.0 / rate_per_s
@@ -326,7 +413,7 @@ def _latent_ease(c: _Channel, skill: float, touchpoint: str, wait: float, transf
 def _interaction(
     rng: random.Random,
     closed_ms: int,
-    agents: dict[str, list[tuple[str, float]]],
+    agents: _Roster,
     incident: str | None,
     with_tenant: dict[str, str],
 ) -> tuple[SimRecord, SimRecord | None]:
@@ -335,7 +422,9 @@ def _interaction(
     queue = rng.choice(c.queues)
     names, weights = _TOUCHPOINTS_BY_SUFFIX.get(queue.rsplit("-", 1)[1], _TOUCHPOINTS_DEFAULT)
     touchpoint = rng.choices(names, weights=weights)[0]
-    agent_id, skill = rng.choice(agents[c.name])
+    seats, workloads = agents[c.name]
+    seat = rng.choice(seats) if workloads is None else rng.choices(seats, weights=workloads)[0]
+    agent_id, skill = seat.agent_id, seat.skill
 
     abandon_p = _incident_abandon_p(c.abandon_p) if hit else c.abandon_p
     abandoned = rng.random() < abandon_p
@@ -379,7 +468,8 @@ def _interaction(
         if not abandoned:
             survey["agent_id"] = agent_id
     survey["answered_at"] = format_time(answered_ms)
-    survey["answers"] = [_answer(rng, metric, ease) for metric in _metrics(rng)]
+    top_box = None if abandoned else seat.csat_top_box
+    survey["answers"] = _answers(rng, ease, top_box)
     if rng.random() < _COMMENT_P:
         survey["comment"] = rng.choice(_COMMENTS_GOOD if ease >= 4.5 else _COMMENTS_BAD)
     return interaction, SimRecord("survey", key, survey, answered_ms)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stream_app.simulate import generate
+from stream_app.simulate import PanelAgent, generate
 from tests.harness import Deployment, dumps, latest_snapshots
 from tests.reference import expected_counts, snapshot_matches, to_ms
 
@@ -30,10 +31,11 @@ class Settled:
 
 
 def simulated(deployment: Deployment, count: int, *, seed: int = 11, start: str = DAY_START,
-              rate: float = 5.0, incident: str | None = None) -> Traffic:
+              rate: float = 5.0, incident: str | None = None,
+              panel: Sequence[PanelAgent] | None = None) -> Traffic:
     topics = deployment.topics
     records, interactions, surveys = [], [], []
-    for rec in generate(seed, count, to_ms(start), rate, incident=incident):
+    for rec in generate(seed, count, to_ms(start), rate, incident=incident, panel=panel):
         topic = topics["interactions"] if rec.kind == "interaction" else topics["surveys"]
         records.append((topic, rec.key, dumps(rec.value)))
         (interactions if rec.kind == "interaction" else surveys).append(rec.value)

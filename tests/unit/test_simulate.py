@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 
@@ -239,3 +240,33 @@ def test_backfill_sends_the_history_then_live_traffic_in_event_time_order():
     assert live, "live traffic follows the history"
     assert list(backfilled(5, 300, start_ms, backfill_ms, 5.0)) == records, \
         "pure: same arguments, same records"
+
+
+def test_agent_panel_is_seeded_spread_over_channels_with_shares_around_the_mean():
+    panel = simulate.agent_panel(3, 300)
+    assert panel == simulate.agent_panel(3, 300) and panel != simulate.agent_panel(4, 300)
+    assert {a.channel for a in panel} == {c.name for c in simulate.CHANNELS}
+    shares = [a.csat_top_box for a in panel]
+    assert statistics.mean(shares) == pytest.approx(0.85, abs=0.01)
+    assert statistics.stdev(shares) == pytest.approx(0.05, abs=0.01)
+    struggling = simulate.agent_panel(3, 300, struggling=0.1)
+    assert statistics.mean(a.csat_top_box for a in struggling[9::10]) == pytest.approx(0.65, abs=0.02)
+    with pytest.raises(ValueError):
+        simulate.agent_panel(3, 5)
+
+
+def test_panel_agents_are_the_roster_and_their_surveys_ask_csat_at_their_true_share():
+    panel = simulate.agent_panel(5, 12, mean=0.5, sd=0.2)
+    truth = {a.agent_id: a.csat_top_box for a in panel}
+    owner, answers = {}, defaultdict(list)
+    for r in generate(5, 20_000, START_MS, 5.0, panel=panel):
+        if r.kind == "interaction":
+            owner[r.value["interaction_id"]] = r.value.get("agent_id")
+            assert r.value.get("agent_id") in {None, *truth}
+        elif owner[r.value["interaction_id"]] is not None:
+            csat = [a for a in r.value["answers"] if a["metric"] == "csat"]
+            assert len(csat) == 1 and 1 <= csat[0]["value"] <= 5
+            answers[owner[r.value["interaction_id"]]].append(csat[0]["value"] >= 4)
+    for agent, satisfied in answers.items():
+        share = sum(satisfied) / len(satisfied)
+        assert share == pytest.approx(truth[agent], abs=4 / math.sqrt(len(satisfied)))
