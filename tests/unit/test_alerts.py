@@ -101,7 +101,8 @@ def test_firing_event_has_the_contracts_fields_and_a_plain_message():
     assert event == {
         "alert_id": event["alert_id"], "rule": "chat-effort", "status": "firing", "severity": "critical",
         "tenant": "acme", "dimension": "channel", "key": "chat", "window": "15m", "metric": "ces.net_ease",
-        "value": 12.0, "threshold": 20.0, "n": 34, "ci95": [3.1, 25.4], "since": "2025-11-20T10:00:00Z",
+        "value": 12.0, "threshold": 20.0, "baseline": None, "n": 34, "ci95": [3.1, 25.4],
+        "since": "2025-11-20T10:00:00Z",
         "at": "2025-11-20T10:00:02.500Z", "message": "chat: CES net ease 12.0 below 20.0 over 15m (n=34)",
     }
     assert len(event["alert_id"]) == alerts.ALERT_ID_HEX and int(event["alert_id"], 16) >= 0
