@@ -386,7 +386,7 @@ def fired(incident: str | None, seed: int, minutes: int) -> dict[tuple[str, str]
 
 def test_example_rules_fire_once_each_for_the_chat_incident_and_only_for_chat():
     events = {scope: s for scope, s in fired("chat", seed=11, minutes=60).items() if s}
-    names = [r.name for r in load_rules(EXAMPLE)]
+    names = [r.name for r in load_rules(EXAMPLE) if r.baseline is None]  # baselines need hours of history
     assert events == {(name, "chat"): ["firing"] for name in names}
 
 

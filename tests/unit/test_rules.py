@@ -32,13 +32,18 @@ def parse_one(**fields) -> Rule:
 
 def test_example_rules_file_loads_with_the_default_windows():
     rules = load_rules(EXAMPLE, windows=WINDOWS)
-    assert len(rules) == 5
+    assert len(rules) == 7
     assert {r.metric for r in rules} == {
         "ces.net_ease", "csat.pct", "nps.score",
-        "interactions.abandoned_pct", "interactions.service_level_pct",
+        "interactions.abandoned_pct", "interactions.service_level_pct", "interactions.response_pct",
     }
     effort = next(r for r in rules if r.metric == "ces.net_ease")
     assert effort.significant and effort.dimension == "channel" and effort.window == "15m"
+    by_name = {r.name: r for r in rules}
+    assert by_name["chat-csat-drop"].baseline == Ewma(half_life_ms=7_200_000, min_history_ms=28_800_000)
+    assert by_name["survey-collapse"].baseline == Seasonal(86_400_000, 3, 86_400_000)
+    assert [r.name for r in rules if r.baseline is None] == [
+        "channel-effort", "channel-csat", "channel-nps", "channel-abandonment", "live-service-level"]
 
 
 def test_defaults_clear_at_threshold_20_samples_no_for_10m_cooldown_not_significant():
