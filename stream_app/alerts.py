@@ -15,6 +15,11 @@ States (``None`` is ok, never seen or back to normal):
 
 A value that is null or rests on fewer than ``min_samples`` answers neither starts an episode nor
 ends one: it tells nothing either way.
+
+A rule with a ``baseline`` compares ``value - baseline`` with its threshold and clear level, and takes
+no decision (as with too few samples) while the baseline has not yet ``min_history`` behind it. Its
+state never goes back to ``None``: it carries the baseline's history under ``"baseline"``, fed at every
+step, and is ``ok`` (the fifth status) between episodes. Fixed rules' states are as above, unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 from dataclasses import dataclass
 
 from stream_app.keys import kafka_key
+from stream_app import baselines
 from stream_app.rules import METRICS, Rule
 from stream_app.snapshot import rfc3339, rolling_key
 
@@ -78,21 +84,37 @@ def is_firing(state: dict | None) -> bool:
 
 def step(rule: Rule, state: dict | None, snapshot: dict, event_ms: int,
          now_ms: int) -> tuple[dict | None, list[dict]]:
-    """The state after ``snapshot`` (as of the watermark ``event_ms``) and the 0 or 1 events it raises."""
+    """The state after ``snapshot`` (the window ending at the step boundary ``event_ms``) and the 0 or 1
+    events it raises. With a baseline, its level at ``event_ms`` is read first, and only then is the
+    snapshot's figure fed to it."""
     if not matches(rule, snapshot):
         scope = rolling_key(*(str(snapshot.get(f)) for f in ("tenant", "dimension", "key", "window")))
         raise ValueError(f"rule {rule.name!r} does not watch the rolling snapshot {scope}")
     now = reading(rule, snapshot)
+    if rule.baseline is None:
+        return _judge(rule, state, snapshot, now, None, event_ms, now_ms)
+    history = None if state is None else state["baseline"]
+    base = baselines.level(rule.baseline, history, event_ms)
+    episode = None if state is None or state["status"] == "ok" else {k: state[k] for k in _STATE_KEYS}
+    after, events = _judge(rule, episode, snapshot, now, base, event_ms, now_ms)
+    figure = now.value if now.n >= rule.min_samples else None  # as for a decision: enough samples
+    history = baselines.feed(rule.baseline, history, event_ms, figure)
+    return {**(after or _state("ok")), "baseline": history}, events
+
+
+def _judge(rule: Rule, state: dict | None, snapshot: dict, now: Reading, base: float | None, event_ms: int,
+           now_ms: int) -> tuple[dict | None, list[dict]]:
+    """The episode's state machine; ``base`` is the baseline (None: a fixed rule, or none yet)."""
     if state is not None and state["status"] == "firing":
-        if not _recovered(rule, now):
+        if not _recovered(rule, now, base):
             return state, []
-        event = _event(rule, snapshot, now, "resolved", state["alert_id"], state["since_ms"], now_ms)
+        event = _event(rule, snapshot, now, base, "resolved", state["alert_id"], state["since_ms"], now_ms)
         after = _state("cooldown", until_ms=event_ms + rule.cooldown_ms) if rule.cooldown_ms > 0 else None
         return after, [event]
 
     cooling = state is not None and state["status"] == "cooldown" and event_ms < state["until_ms"]
     until_ms = state["until_ms"] if state is not None and cooling else None
-    if not _entering(rule, now):
+    if not _entering(rule, now, base):
         return (_state("cooldown", until_ms=until_ms) if cooling else None), []
     since_ms = state["since_ms"] if state is not None and state["since_ms"] is not None else event_ms
     if cooling:
@@ -101,29 +123,48 @@ def step(rule: Rule, state: dict | None, snapshot: dict, event_ms: int,
         return _state("pending", since_ms=since_ms), []
     alert_id = _alert_id(rule, snapshot, since_ms)
     return (_state("firing", since_ms=since_ms, alert_id=alert_id),
-            [_event(rule, snapshot, now, "firing", alert_id, since_ms, now_ms)])
+            [_event(rule, snapshot, now, base, "firing", alert_id, since_ms, now_ms)])
+
+
+_STATE_KEYS = ("status", "since_ms", "alert_id", "until_ms")
 
 
 def _state(status: str, *, since_ms: int | None = None, alert_id: str | None = None,
            until_ms: int | None = None) -> dict:
-    """Every state has the same four keys, so a stored state is easy to read and to migrate."""
+    """Every state has the same four keys (a baseline rule's adds ``baseline``), so a stored state is
+    easy to read and to migrate."""
     return {"status": status, "since_ms": since_ms, "alert_id": alert_id, "until_ms": until_ms}
 
 
-def _entering(rule: Rule, now: Reading) -> bool:
+def _past(figure: float, base: float | None) -> float:
+    """What the rule compares with its levels: the figure, or its difference from the baseline."""
+    return figure if base is None else figure - base
+
+
+def _compared(rule: Rule, now: Reading, base: float | None) -> float | None:
+    """The figure the rule compares with its levels, or None when it takes no decision on this reading:
+    too few samples, no value, or a baseline rule whose baseline has too little history."""
+    if now.value is None or now.n < rule.min_samples or (rule.baseline is not None and base is None):
+        return None
+    return _past(now.value, base)
+
+
+def _entering(rule: Rule, now: Reading, base: float | None) -> bool:
     """Past the threshold on enough samples; with ``significant``, the whole interval is past it too."""
-    if now.value is None or now.n < rule.min_samples or not rule.holds(now.value, rule.threshold):
+    figure = _compared(rule, now, base)
+    if figure is None or not rule.holds(figure, rule.threshold):
         return False
     if not rule.significant:
         return True
     if now.ci95 is None:
         return False
-    return rule.holds(now.ci95[1] if rule.below else now.ci95[0], rule.threshold)
+    return rule.holds(_past(now.ci95[1] if rule.below else now.ci95[0], base), rule.threshold)
 
 
-def _recovered(rule: Rule, now: Reading) -> bool:
+def _recovered(rule: Rule, now: Reading, base: float | None) -> bool:
     """Known on enough samples and past the clear level; the point value decides, also for ``significant``."""
-    return now.value is not None and now.n >= rule.min_samples and not rule.holds(now.value, rule.clear)
+    figure = _compared(rule, now, base)
+    return figure is not None and not rule.holds(figure, rule.clear)
 
 
 def _key(rule: str, tenant: str, dimension: str, key: str) -> str:
@@ -137,22 +178,25 @@ def _alert_id(rule: Rule, snapshot: dict, since_ms: int) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:ALERT_ID_HEX]
 
 
-def _event(rule: Rule, snapshot: dict, now: Reading, status: str, alert_id: str, since_ms: int,
-           now_ms: int) -> dict:
-    """The alert event of CONTRACT.md "Alerts"; ``threshold`` is the clear level on a resolved event."""
+def _event(rule: Rule, snapshot: dict, now: Reading, base: float | None, status: str, alert_id: str,
+           since_ms: int, now_ms: int) -> dict:
+    """The alert event of CONTRACT.md "Alerts"; ``threshold`` is the clear level on a resolved event, a
+    difference from ``baseline`` on a baseline rule (``baseline`` null on a fixed one)."""
     level = rule.threshold if status == "firing" else rule.clear
     return {
         "alert_id": alert_id, "rule": rule.name, "status": status, "severity": rule.severity,
         "tenant": snapshot["tenant"], "dimension": snapshot["dimension"], "key": snapshot["key"],
-        "window": rule.window, "metric": rule.metric, "value": now.value, "threshold": level, "n": now.n,
-        "ci95": now.ci95, "since": rfc3339(since_ms), "at": rfc3339(now_ms),
-        "message": _message(rule, snapshot["key"], now, status, level),
+        "window": rule.window, "metric": rule.metric, "value": now.value, "threshold": level,
+        "baseline": base, "n": now.n, "ci95": now.ci95, "since": rfc3339(since_ms), "at": rfc3339(now_ms),
+        "message": _message(rule, snapshot["key"], now, base, status, level),
     }
 
 
-def _message(rule: Rule, key: str, now: Reading, status: str, level: float) -> str:
+def _message(rule: Rule, key: str, now: Reading, base: float | None, status: str, level: float) -> str:
     """One line for a person, e.g. ``chat: CES net ease 12.0 below 20.0 over 15m (n=34)``."""
     label = METRICS[rule.metric].label
+    if base is not None:
+        return _baseline_message(rule, key, label, now, base, status, level)
     if status == "firing":
         side = "below" if rule.below else "above"
         text = f"{key}: {label} {now.value:.1f} {side} {level:.1f} over {rule.window} (n={now.n}"
@@ -160,3 +204,19 @@ def _message(rule: Rule, key: str, now: Reading, status: str, level: float) -> s
             text += f", 95% interval {now.ci95[0]:.1f} to {now.ci95[1]:.1f}"
         return text + ")"
     return f"{key}: {label} back to {now.value:.1f} (clear level {level:.1f}) over {rule.window} (n={now.n})"
+
+
+def _baseline_message(rule: Rule, key: str, label: str, now: Reading, base: float, status: str,
+                      level: float) -> str:
+    """E.g. ``chat: CSAT satisfied % 52.0, 27.0 below its baseline 79.0 (threshold -15.0) over 15m``."""
+    assert now.value is not None  # a decision was taken on it
+    gap = now.value - base
+    where = f"{abs(gap):.1f} {'below' if gap < 0 else 'above'} its baseline {base:.1f}"
+    if status == "firing":
+        text = (f"{key}: {label} {now.value:.1f}, {where} (threshold {level:+.1f}) over {rule.window} "
+                f"(n={now.n}")
+        if rule.significant and now.ci95 is not None:
+            text += f", 95% interval {now.ci95[0]:.1f} to {now.ci95[1]:.1f}"
+        return text + ")"
+    return (f"{key}: {label} back to {now.value:.1f}, {where} (clear level {level:+.1f}) over {rule.window} "
+            f"(n={now.n})")

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from stream_app.baselines import Baseline, Ewma, Seasonal
 from stream_app.errors import ConfigError
 from stream_app.settings import DIMENSIONS
 from stream_app.windows import parse_duration_ms
 
-__all__ = ["COMPARISONS", "METRICS", "SEVERITIES", "Metric", "Rule", "load_rules", "parse_rules"]
+__all__ = ["COMPARISONS", "METRICS", "PERIODS", "SEVERITIES", "Metric", "Rule", "load_rules", "parse_rules"]
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -33,6 +34,11 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
 DEFAULT_MIN_SAMPLES = 20
 DEFAULT_COOLDOWN_MS = 600_000
 _BELOW = ("<", "<=")
+
+#: A seasonal baseline's period; its state keeps every step of ``lookback`` periods, hence the bound.
+PERIODS = {"1d": 86_400_000, "1w": 604_800_000}
+MAX_LOOKBACK = 8
+EWMA_MIN_HISTORY_HALF_LIVES = 4
 
 _NAME = re.compile(r"[a-z0-9-]+")
 _INF = math.inf
@@ -96,6 +102,7 @@ class Rule:
     for_ms: int = 0
     cooldown_ms: int = DEFAULT_COOLDOWN_MS
     significant: bool = False
+    baseline: Baseline | None = None  # threshold and clear are then differences from it
 
     @property
     def group(self) -> str:
@@ -190,7 +197,7 @@ def _label(item: object, position: int) -> str:
 
 
 _REQUIRED = ("name", "metric", "dimension", "window", "comparison", "threshold", "severity")
-_OPTIONAL = ("key", "tenant", "clear", "min_samples", "for", "cooldown", "significant")
+_OPTIONAL = ("key", "tenant", "clear", "min_samples", "for", "cooldown", "significant", "baseline")
 
 
 def _rule(item: object, windows: Collection[str] | None, dimensions: Collection[str]) -> Rule:
@@ -212,8 +219,9 @@ def _rule(item: object, windows: Collection[str] | None, dimensions: Collection[
     if windows is not None and window not in windows:
         raise _Invalid("window", f"{window!r} is not a configured window ({', '.join(windows)})")
     comparison = COMPARISONS[_choice(item, "comparison", COMPARISONS)]
-    threshold = _level(item, "threshold", metric)
-    clear = _level(item, "clear", metric) if "clear" in item else threshold
+    baseline = _baseline(item["baseline"]) if "baseline" in item else None
+    threshold = _level(item, "threshold", metric, baseline is not None)
+    clear = _level(item, "clear", metric, baseline is not None) if "clear" in item else threshold
     below = comparison in _BELOW
     if (clear < threshold) if below else (clear > threshold):
         side = "at or above" if below else "at or below"
@@ -233,6 +241,7 @@ def _rule(item: object, windows: Collection[str] | None, dimensions: Collection[
         key=_keys(item, dimension), tenant=_text(item, "tenant") if "tenant" in item else None,
         min_samples=min_samples, for_ms=_duration(item, "for", 0),
         cooldown_ms=_duration(item, "cooldown", DEFAULT_COOLDOWN_MS), significant=significant,
+        baseline=baseline,
     )
 
 
@@ -243,22 +252,62 @@ def _text(item: dict, field: str) -> str:
     return value.strip()
 
 
-def _choice(item: dict, field: str, choices: Collection[str]) -> str:
+def _choice(item: dict, field: str, choices: Collection[str], prefix: str = "") -> str:
     value = item[field]
     if not isinstance(value, str) or value not in choices:
         hint = " (quote it in YAML: '>=')" if field == "comparison" else ""
-        raise _Invalid(field, f"{value!r} is not one of {', '.join(choices)}{hint}")
+        raise _Invalid(prefix + field, f"{value!r} is not one of {', '.join(choices)}{hint}")
     return value
 
 
-def _level(item: dict, field: str, metric: str) -> float:
+def _level(item: dict, field: str, metric: str, difference: bool) -> float:
+    """A level of the metric, or with a baseline a difference from it: within plus or minus its span."""
     value = item[field]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _Invalid(field, "must be a number")
     spec = METRICS[metric]
-    if not spec.low <= value <= spec.high:
+    if difference:
+        span = spec.high - spec.low
+        if not -span <= value <= span:
+            raise _Invalid(field, f"{value:g} is a difference from the baseline that {metric} can never "
+                                  f"reach ({-span:g} to {span:g})")
+    elif not spec.low <= value <= spec.high:
         raise _Invalid(field, f"{value:g} is outside the range of {metric} ({spec.low:g} to {spec.high:g})")
     return float(value)
+
+
+_BASELINE_REQUIRED = {"ewma": ("half_life",), "seasonal": ("period", "lookback")}
+
+
+def _baseline(value: object) -> Baseline:
+    """``{method: ewma, half_life: 2h[, min_history: 8h]}`` or ``{method: seasonal, period: 1d|1w,
+    lookback: N[, min_history: ...]}``; errors name the field as ``baseline.<field>``."""
+    if not isinstance(value, dict):
+        raise _Invalid("baseline", "must be a mapping such as {method: ewma, half_life: 2h} or "
+                                   "{method: seasonal, period: 1w, lookback: 4}")
+    if "method" not in value:
+        raise _Invalid("baseline.method", "required: ewma or seasonal")
+    method = _choice(value, "method", _BASELINE_REQUIRED, prefix="baseline.")
+    fields = ("method", *_BASELINE_REQUIRED[method], "min_history")
+    for field in value:
+        if field not in fields:
+            raise _Invalid(f"baseline.{field}", f"unknown field for method {method}; its fields are "
+                                                f"{', '.join(fields)}")
+    for field in _BASELINE_REQUIRED[method]:
+        if field not in value:
+            raise _Invalid(f"baseline.{field}", f"required for method {method}")
+    if method == "ewma":
+        half_life_ms = _duration(value, "half_life", 0, prefix="baseline.")
+        if half_life_ms <= 0:
+            raise _Invalid("baseline.half_life", "must be a duration > 0 such as 30m or 2h")
+        return Ewma(half_life_ms, _duration(value, "min_history", EWMA_MIN_HISTORY_HALF_LIVES * half_life_ms,
+                                            prefix="baseline."))
+    period_ms = PERIODS[_choice(value, "period", PERIODS, prefix="baseline.")]
+    lookback = value["lookback"]
+    if isinstance(lookback, bool) or not isinstance(lookback, int) or not 1 <= lookback <= MAX_LOOKBACK:
+        raise _Invalid("baseline.lookback", f"must be a whole number of periods from 1 to {MAX_LOOKBACK}")
+    return Seasonal(period_ms, lookback, _duration(value, "min_history", lookback * period_ms,
+                                                   prefix="baseline."))
 
 
 def _keys(item: dict, dimension: str) -> tuple[str, ...] | None:
@@ -275,14 +324,15 @@ def _keys(item: dict, dimension: str) -> tuple[str, ...] | None:
     return keys
 
 
-def _duration(item: dict, field: str, default_ms: int) -> int:
+def _duration(item: dict, field: str, default_ms: int, prefix: str = "") -> int:
     if field not in item:
         return default_ms
     value = item[field]
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not (number or isinstance(value, str)) or (number and not (math.isfinite(value) and value >= 0)):
-        raise _Invalid(field, "must be a duration >= 0 such as 90s, 2m, 1h (a bare number is seconds)")
+        raise _Invalid(prefix + field,
+                       "must be a duration >= 0 such as 90s, 2m, 1h (a bare number is seconds)")
     try:
         return parse_duration_ms(value)
     except ValueError as exc:
-        raise _Invalid(field, str(exc)) from None
+        raise _Invalid(prefix + field, str(exc)) from None

@@ -8,7 +8,8 @@ abandonment, transfers, first-contact resolution and effort profile (voice and e
 chat and messaging easier). Each interaction gets a latent ease on the 1-7 scale from its channel,
 agent, touchpoint, wait, transfers and resolution; about 30% get a survey, answered 1-10 minutes
 (event time) after closing, with 1-3 answers (ces, csat, nps) drawn around that latent ease. An
-``incident`` on a channel makes it much worse from the start of the run.
+``incident`` on a channel makes it much worse from the start of the run. ``surveys_stop`` makes one
+channel's surveys stop (a broken survey mailer: its response rate collapses while its traffic goes on).
 
 customer_id and comment are generated (fake) because the contract has them, but are never logged
 and never printed by ``--dry-run``.
@@ -282,6 +283,8 @@ def generate(
     rate_per_s: float,
     incident: str | None = None,
     tenant: str = "default",
+    surveys_stop: str | None = None,
+    surveys_stop_ms: int | None = None,
     panel: Sequence[PanelAgent] | None = None,
 ) -> Iterator[SimRecord]:
     """``count`` records (interactions and surveys; ``None``: without end) in event-time order.
@@ -289,6 +292,8 @@ def generate(
     Interactions close on average every ``1000 / rate_per_s`` ms (exponential gaps: a Poisson
     process) from ``start_ms``; surveys are answered 1-10 minutes after their interaction. The
     records of a shorter run are a prefix of those of a longer one with the same other arguments.
+    ``surveys_stop``: the interactions of this channel that close from ``surveys_stop_ms`` on (None:
+    from the start) get no survey; every other record is the same as without it.
 
     With a ``panel``, its agents are the roster (picked by workload within their channel), every
     survey of an interaction they answered asks CSAT, and that answer is top-box (4 or 5) with the
@@ -298,13 +303,19 @@ def generate(
         raise ValueError("count must be >= 0")
     if not rate_per_s > 0 or math.isinf(rate_per_s):
         raise ValueError("rate_per_s must be a positive number")
-    if incident is not None:
-        incident = incident.strip().lower()
-        if incident not in _BY_NAME:
-            raise ValueError(f"unknown incident channel {incident!r}; choose from {', '.join(_BY_NAME)}")
+    incident = None if incident is None else _channel(incident, "incident")
+    from_ms = start_ms if surveys_stop_ms is None else surveys_stop_ms
+    stop = None if surveys_stop is None else (_channel(surveys_stop, "surveys-stop"), from_ms)
     if panel is not None and {c.name for c in CHANNELS} - {a.channel for a in panel}:
         raise ValueError("a panel needs at least one agent per channel")
-    return _generate(random.Random(seed), count, start_ms, rate_per_s, incident, tenant, panel)
+    return _generate(random.Random(seed), count, start_ms, rate_per_s, incident, tenant, stop, panel)
+
+
+def _channel(name: str, what: str) -> str:
+    name = name.strip().lower()
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown {what} channel {name!r}; choose from {', '.join(_BY_NAME)}")
+    return name
 
 
 def _roster(rng: random.Random, panel: Sequence[PanelAgent] | None) -> _Roster:
@@ -325,7 +336,7 @@ def _roster(rng: random.Random, panel: Sequence[PanelAgent] | None) -> _Roster:
 
 def _generate(
     rng: random.Random, count: int | None, start_ms: int, rate_per_s: float, incident: str | None,
-    tenant: str, panel: Sequence[PanelAgent] | None,
+    tenant: str, stop: tuple[str, int] | None, panel: Sequence[PanelAgent] | None,
 ) -> Iterator[SimRecord]:
     agents = _roster(rng, panel)
 
@@ -339,6 +350,8 @@ def _generate(
         clock_ms += rng.expovariate(1.0) * mean_gap_ms
         closed_ms = int(clock_ms)
         interaction, survey = _interaction(rng, closed_ms, agents, incident, with_tenant)
+        if stop is not None and interaction.value["channel"] == stop[0] and closed_ms >= stop[1]:
+            survey = None  # drawn all the same, so that every other record stays as it was
         while pending and pending[0][0] <= closed_ms:
             yield heapq.heappop(pending)[2]
             emitted += 1
@@ -359,6 +372,8 @@ def backfilled(
     rate_per_s: float,
     incident: str | None = None,
     tenant: str = "default",
+    surveys_stop: str | None = None,
+    surveys_stop_ms: int | None = None,
 ) -> Iterator[SimRecord]:
     """The history of the ``backfill_ms`` before ``start_ms``, then ``count`` live records from it.
 
@@ -366,11 +381,14 @@ def backfilled(
     before ``start_ms`` and all their surveys, including those answered after ``start_ms``. Live:
     ``generate(seed + 1, count, start_ms, ...)``, merged in event-time order with those late surveys
     (which are not counted in ``count``). Pure, like ``generate``: the same arguments, the same records.
+    ``surveys_stop`` applies to both, from ``surveys_stop_ms`` (None: from ``start_ms``, the live part).
     """
     if backfill_ms < 0:
         raise ValueError("backfill_ms must be >= 0")
-    history = generate(seed, None, start_ms - backfill_ms, rate_per_s, incident, tenant)
-    live = generate(seed + 1, count, start_ms, rate_per_s, incident, tenant)
+    stop_ms = start_ms if surveys_stop_ms is None else surveys_stop_ms
+    history = generate(seed, None, start_ms - backfill_ms, rate_per_s, incident, tenant, surveys_stop,
+                       stop_ms)
+    live = generate(seed + 1, count, start_ms, rate_per_s, incident, tenant, surveys_stop, stop_ms)
     return _backfilled(history, live, start_ms)
 
 
@@ -636,6 +654,11 @@ def _parser() -> argparse.ArgumentParser:
                              "0 = as fast as possible")
     parser.add_argument("--incident", metavar="CHANNEL", choices=sorted(_BY_NAME),
                         help="degrade one channel from the start: " + ", ".join(_BY_NAME))
+    parser.add_argument("--surveys-stop", metavar="CHANNEL", choices=sorted(_BY_NAME),
+                        help="no surveys for the interactions of this channel that close from "
+                             "--surveys-stop-at on (a survey collapse); its traffic goes on")
+    parser.add_argument("--surveys-stop-at", metavar="TIME", type=_start_ms, default=None,
+                        help="RFC 3339 (default: --start, i.e. after any --backfill history)")
     parser.add_argument("--tenant", default="default", help="tenant of every event (default: default)")
     parser.add_argument("--start", type=_start_ms, default=None,
                         help="event time of the first record, RFC 3339 (default: now)")
@@ -729,19 +752,21 @@ def main(argv: list[str] | None = None) -> int:
     origin_ms = None
     if args.backfill:
         records = backfilled(args.seed, count, start_ms, args.backfill, interactions_per_s, args.incident,
-                             args.tenant)
+                             args.tenant, args.surveys_stop, args.surveys_stop_at)
         origin_ms = start_ms  # the history is sent at once, then the wall clock keeps pace from start_ms
     else:
-        records = generate(args.seed, count, start_ms, interactions_per_s, args.incident, args.tenant)
+        records = generate(args.seed, count, start_ms, interactions_per_s, args.incident, args.tenant,
+                           args.surveys_stop, args.surveys_stop_at)
     if args.dry_run:
         _dry_run(records, args.interactions_topic, args.surveys_topic, paced=explicit_rate and rate > 0,
                  origin_ms=origin_ms)
         return 0
     log.info(
-        "simulate: seed=%d count=%s rate=%s backfill=%s incident=%s tenant=%s bootstrap=%s topics=%s,%s",
-        args.seed, "unlimited" if count is None else count, f"{rate:g}/s" if rate > 0 else "max",
-        f"{args.backfill / 1000:g}s" if args.backfill else "none",
-        args.incident or "none", args.tenant, args.bootstrap, args.interactions_topic, args.surveys_topic,
+        "simulate: seed=%d count=%s rate=%s backfill=%s incident=%s surveys-stop=%s tenant=%s "
+        "bootstrap=%s topics=%s,%s", args.seed, "unlimited" if count is None else count,
+        f"{rate:g}/s" if rate > 0 else "max", f"{args.backfill / 1000:g}s" if args.backfill else "none",
+        args.incident or "none", args.surveys_stop or "none", args.tenant, args.bootstrap,
+        args.interactions_topic, args.surveys_topic,
     )
     try:
         asyncio.run(_produce_until_stopped(records, args, rate, origin_ms))

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream_app import alerts, contract, scoring, simulate, snapshot
+from stream_app.baselines import Ewma, Seasonal
 from stream_app.events import Answer
 from stream_app.rules import Rule, load_rules
 
@@ -101,7 +102,8 @@ def test_firing_event_has_the_contracts_fields_and_a_plain_message():
     assert event == {
         "alert_id": event["alert_id"], "rule": "chat-effort", "status": "firing", "severity": "critical",
         "tenant": "acme", "dimension": "channel", "key": "chat", "window": "15m", "metric": "ces.net_ease",
-        "value": 12.0, "threshold": 20.0, "n": 34, "ci95": [3.1, 25.4], "since": "2025-11-20T10:00:00Z",
+        "value": 12.0, "threshold": 20.0, "baseline": None, "n": 34, "ci95": [3.1, 25.4],
+        "since": "2025-11-20T10:00:00Z",
         "at": "2025-11-20T10:00:02.500Z", "message": "chat: CES net ease 12.0 below 20.0 over 15m (n=34)",
     }
     assert len(event["alert_id"]) == alerts.ALERT_ID_HEX and int(event["alert_id"], 16) >= 0
@@ -384,7 +386,7 @@ def fired(incident: str | None, seed: int, minutes: int) -> dict[tuple[str, str]
 
 def test_example_rules_fire_once_each_for_the_chat_incident_and_only_for_chat():
     events = {scope: s for scope, s in fired("chat", seed=11, minutes=60).items() if s}
-    names = [r.name for r in load_rules(EXAMPLE)]
+    names = [r.name for r in load_rules(EXAMPLE) if r.baseline is None]  # baselines need hours of history
     assert events == {(name, "chat"): ["firing"] for name in names}
 
 
@@ -402,3 +404,124 @@ def test_a_rule_can_watch_the_survey_delay_p90():
     assert statuses(events) == ["firing", "resolved"]
     assert events[0][1]["metric"] == "surveys.delay_p90_seconds" and events[0][1]["value"] == 9000.0
     validate_alert(events[0][1])
+
+
+# --- baseline rules -------------------------------------------------------------------------------------
+
+HOUR = 60 * MIN
+# Net ease 15 points below its own ewma (half-life 1 h) fires, back to 5 below resolves; no history needed.
+DROP = rule(name="chat-drop", threshold=-15.0, clear=-5.0, baseline=Ewma(half_life_ms=HOUR, min_history_ms=0))
+
+
+def test_baseline_rule_fires_and_resolves_on_the_difference_from_its_baseline():
+    state, events = run(DROP, [50.0] * 10 + [30.0, 40.0, 47.0, 42.0])
+    assert statuses(events) == ["firing", "resolved"]
+    (fired_ms, firing), (resolved_ms, resolved) = events
+    assert (fired_ms, resolved_ms) == (T0 + 10 * MIN, T0 + 12 * MIN)
+    # ten steps of 50: the baseline is 50, and 30 is 20 below it (past -15)
+    assert (firing["value"], firing["baseline"], firing["threshold"]) == (30.0, 50.0, -15.0)
+    # 30 fed with weight 1 against 9.49 (sum of 0.5 ** (k / 60), k = 0..9, decayed by one more minute):
+    # 50 - 20 / 10.38 = 48.075, so 40 is 8.1 below (between -15 and -5, still firing); then 40 fed:
+    # 47.3585, and 47 is 0.4 below it: past the clear level -5
+    assert (resolved["value"], resolved["baseline"], resolved["threshold"]) == (47.0, 47.3585, -5.0)
+    assert firing["message"] == ("chat: CES net ease 30.0, 20.0 below its baseline 50.0 (threshold -15.0) "
+                                 "over 15m (n=34)")
+    assert resolved["message"] == ("chat: CES net ease back to 47.0, 0.4 below its baseline 47.4 "
+                                   "(clear level -5.0) over 15m (n=34)")
+    for _, event in events:
+        validate_alert(event)
+    assert state["status"] == "ok" and state["baseline"]["last_ms"] == T0 + 13 * MIN
+
+
+def test_the_current_figure_does_not_feed_its_own_baseline():
+    _, events = run(DROP, [50.0, 10.0])
+    assert [(e["value"], e["baseline"]) for _, e in events] == [(10.0, 50.0)]
+
+
+def test_baseline_rule_takes_no_decision_until_min_history():
+    r = dataclasses.replace(DROP, baseline=Ewma(half_life_ms=HOUR, min_history_ms=10 * MIN), for_ms=MIN)
+    state, events = run(r, [50.0] * 5 + [0.0] * 5)  # from T0 + 5m far below, but less than 10 min of history
+    assert events == [] and state["status"] == "ok"  # pending never started: no decision, not even that
+    state, events = run(r, [50.0] * 5 + [0.0] * 7)
+    assert [t - T0 for t, _ in events] == [11 * MIN]  # decides from T0 + 10m, fires after `for`
+    assert events[0][1]["since"] == snapshot.rfc3339(T0 + 10 * MIN)
+
+
+def test_steps_with_too_few_samples_or_no_value_do_not_feed_the_baseline():
+    state, _ = run(DROP, [50.0])
+    for reading in ({"value": 0.0, "n": 19}, {"value": None, "n": 0}):
+        after, events = alerts.step(DROP, state, snap(**reading), T0 + MIN, T0)
+        assert events == [] and after == state
+    _, events = run(DROP, [50.0, {"value": 0.0, "n": 19}, 34.0])
+    assert [(e["value"], e["baseline"]) for _, e in events] == [(34.0, 50.0)]
+
+
+def test_significant_baseline_rule_needs_the_whole_interval_past_baseline_plus_threshold():
+    r = dataclasses.replace(DROP, significant=True)
+    _, events = run(r, [50.0, {"value": 30.0, "ci": [20.0, 36.0]}])
+    assert events == []  # 36 - 50 = -14: the interval reaches past -15
+    _, events = run(r, [50.0, {"value": 30.0, "ci": [20.0, 34.0]}])
+    assert statuses(events) == ["firing"] and events[0][1]["baseline"] == 50.0
+    assert events[0][1]["message"].endswith("(n=34, 95% interval 20.0 to 34.0)")
+
+
+def test_baseline_rule_above_its_baseline():
+    r = rule(name="abandon-up", metric="interactions.abandoned_pct", comparison=">", threshold=10.0,
+             clear=3.0, baseline=Ewma(half_life_ms=HOUR, min_history_ms=0))
+    reading = {"n": 200, "group": "interactions", "field": "abandoned_pct"}
+    assert run(r, [reading | {"value": 5.0}, reading | {"value": 15.0}])[1] == []  # 10 is not above 10
+    _, events = run(r, [reading | {"value": 5.0}, reading | {"value": 16.0}])
+    assert [(e["value"], e["baseline"]) for _, e in events] == [(16.0, 5.0)]
+    assert events[0][1]["message"].startswith("chat: abandoned % 16.0, 11.0 above its baseline 5.0")
+
+
+def test_seasonal_baseline_rule_compares_with_the_same_step_a_period_earlier():
+    daily = Seasonal(period_ms=24 * HOUR, lookback=1, min_history_ms=24 * HOUR)
+    r = dataclasses.replace(DROP, baseline=daily)
+    state, events = run(r, [50.0, 50.0], every_ms=24 * HOUR)
+    assert events == [] and state["baseline"]["values"] == {str(T0 + 24 * HOUR): 50.0}
+    state, out = alerts.step(r, state, snap(30.0), T0 + 48 * HOUR, T0)
+    assert [(e["value"], e["baseline"]) for e in out] == [(30.0, 50.0)]
+
+
+def test_baseline_state_is_json_kept_while_ok_and_its_episode_keys_are_those_of_fixed_rules():
+    r = dataclasses.replace(DROP, for_ms=MIN, cooldown_ms=3 * MIN)
+    state = None
+    for i, value in enumerate([50.0, 50.0, 20.0, 20.0, 20.0, 48.0, 20.0, 20.0, 20.0, 20.0, 50.0]):
+        stored = json.loads(json.dumps(state))
+        assert stored == state
+        state, _ = alerts.step(r, stored, snap(value), T0 + i * MIN, T0)
+        assert set(state) == {"status", "since_ms", "alert_id", "until_ms", "baseline"}
+        assert state["status"] in ("ok", "pending", "firing", "cooldown")
+    assert not alerts.is_firing(state)
+
+
+def test_fixed_rule_events_carry_baseline_null():
+    _, [(_, event)] = run(EFFORT, [12.0])
+    assert event["baseline"] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    readings=st.lists(READINGS, min_size=10, max_size=60),
+    for_ms=st.sampled_from([0, MIN, 3 * MIN]),
+    cooldown_ms=st.sampled_from([0, 2 * MIN]),
+    significant=st.booleans(),
+    min_history_ms=st.sampled_from([0, 5 * MIN]),
+)
+def test_baseline_rule_events_alternate_and_each_decision_is_past_its_baseline(
+    readings, for_ms, cooldown_ms, significant, min_history_ms
+):
+    r = dataclasses.replace(DROP, for_ms=for_ms, cooldown_ms=cooldown_ms, significant=significant,
+                            baseline=Ewma(half_life_ms=2 * MIN, min_history_ms=min_history_ms))
+    state, event_ms, events = None, T0, []
+    for value, n, half, gap in readings:
+        event_ms += gap or MIN  # one call per step boundary, in increasing event time
+        ci = None if value is None or n < 2 else [value - half, value + half]
+        state, out = alerts.step(r, json.loads(json.dumps(state)), snap(value, n, ci), event_ms, T0)
+        events += out
+    assert statuses([(None, e) for e in events]) == (["firing", "resolved"] * len(events))[:len(events)]
+    for event in events:
+        validate_alert(event)
+        gap = event["value"] - event["baseline"]
+        assert r.holds(gap, r.threshold) if event["status"] == "firing" else not r.holds(gap, r.clear)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stream_app.baselines import Ewma, Seasonal
 from stream_app.errors import ConfigError
 from stream_app.rules import METRICS, Rule, load_rules, parse_rules
 
@@ -31,13 +32,18 @@ def parse_one(**fields) -> Rule:
 
 def test_example_rules_file_loads_with_the_default_windows():
     rules = load_rules(EXAMPLE, windows=WINDOWS)
-    assert len(rules) == 5
+    assert len(rules) == 7
     assert {r.metric for r in rules} == {
         "ces.net_ease", "csat.pct", "nps.score",
-        "interactions.abandoned_pct", "interactions.service_level_pct",
+        "interactions.abandoned_pct", "interactions.service_level_pct", "interactions.response_pct",
     }
     effort = next(r for r in rules if r.metric == "ces.net_ease")
     assert effort.significant and effort.dimension == "channel" and effort.window == "15m"
+    by_name = {r.name: r for r in rules}
+    assert by_name["chat-csat-drop"].baseline == Ewma(half_life_ms=7_200_000, min_history_ms=28_800_000)
+    assert by_name["survey-collapse"].baseline == Seasonal(86_400_000, 3, 86_400_000)
+    assert [r.name for r in rules if r.baseline is None] == [
+        "channel-effort", "channel-csat", "channel-nps", "channel-abandonment", "live-service-level"]
 
 
 def test_defaults_clear_at_threshold_20_samples_no_for_10m_cooldown_not_significant():
@@ -213,3 +219,99 @@ def test_a_yaml_key_that_is_a_list_is_a_config_error(tmp_path):
     path.write_text("rules:\n  - [a]: 1\n")
     with pytest.raises(ConfigError, match=r"(?s)not valid YAML: .*unhashable key"):
         load_rules(path)
+
+
+# --- baseline rules -------------------------------------------------------------------------------------
+
+
+def baseline_rule(**fields) -> dict:
+    """A valid rule on its baseline: CSAT 15 points below it fires, 5 below clears."""
+    return rule(**{"metric": "csat.pct", "threshold": -15, "clear": -5,
+                   "baseline": {"method": "ewma", "half_life": "2h"}} | fields)
+
+
+def test_ewma_baseline_defaults_to_four_half_lives_of_history():
+    (parsed,) = parse_rules({"rules": [baseline_rule()]}, "r.yaml", windows=WINDOWS)
+    assert parsed.baseline == Ewma(half_life_ms=7_200_000, min_history_ms=28_800_000)
+    assert (parsed.threshold, parsed.clear, parsed.below) == (-15.0, -5.0, True)
+    custom = baseline_rule(baseline={"method": "ewma", "half_life": "30m", "min_history": "1h"})
+    assert parse_rules({"rules": [custom]}, "r.yaml")[0].baseline == Ewma(1_800_000, 3_600_000)
+
+
+def test_seasonal_baseline_defaults_to_lookback_periods_of_history():
+    for period, period_ms in (("1d", 86_400_000), ("1w", 604_800_000)):
+        fields = baseline_rule(baseline={"method": "seasonal", "period": period, "lookback": 4})
+        (parsed,) = parse_rules({"rules": [fields]}, "r.yaml")
+        assert parsed.baseline == Seasonal(period_ms, 4, 4 * period_ms)
+    seasonal = {"method": "seasonal", "period": "1w", "lookback": 4, "min_history": "7d"}
+    fields = baseline_rule(baseline=seasonal)
+    assert parse_rules({"rules": [fields]}, "r.yaml")[0].baseline == Seasonal(604_800_000, 4, 604_800_000)
+
+
+def test_a_fixed_rule_has_no_baseline():
+    assert parse_one().baseline is None
+
+
+def test_with_a_baseline_the_levels_are_differences_bounded_by_the_metrics_span():
+    parsed = parse_rules({"rules": [baseline_rule(threshold=-100, clear=0)]}, "r.yaml")[0]
+    assert (parsed.threshold, parsed.clear) == (-100.0, 0.0)
+    above = baseline_rule(metric="interactions.aht_seconds", comparison="above", threshold=600, clear=120)
+    assert parse_rules({"rules": [above]}, "r.yaml")[0].threshold == 600.0  # no upper end: any difference
+    net = baseline_rule(metric="ces.net_ease", threshold=-200, clear=-150)
+    assert parse_rules({"rules": [net]}, "r.yaml")[0].threshold == -200.0  # net ease spans 200
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "problem"),
+    [
+        ({"baseline": "ewma"}, "baseline", "must be a mapping"),
+        ({"baseline": {"half_life": "2h"}}, "baseline.method", "required: ewma or seasonal"),
+        ({"baseline": {"method": "mean"}}, "baseline.method", "'mean' is not one of ewma, seasonal"),
+        ({"baseline": {"method": "ewma"}}, "baseline.half_life", "required for method ewma"),
+        ({"baseline": {"method": "ewma", "half_life": 0}}, "baseline.half_life", "duration > 0"),
+        ({"baseline": {"method": "ewma", "half_life": "2 hours"}}, "baseline.half_life", "not a duration"),
+        ({"baseline": {"method": "ewma", "half_life": "2h", "min_history": -1}}, "baseline.min_history",
+         "duration >= 0"),
+        ({"baseline": {"method": "ewma", "half_life": "2h", "period": "1d"}}, "baseline.period",
+         "unknown field for method ewma; its fields are method, half_life, min_history"),
+        ({"baseline": {"method": "seasonal", "lookback": 4}}, "baseline.period",
+         "required for method seasonal"),
+        ({"baseline": {"method": "seasonal", "period": "1d"}}, "baseline.lookback", "required"),
+        ({"baseline": {"method": "seasonal", "period": "1h", "lookback": 4}}, "baseline.period",
+         "'1h' is not one of 1d, 1w"),
+        ({"baseline": {"method": "seasonal", "period": "1w", "lookback": 0}}, "baseline.lookback",
+         "from 1 to 8"),
+        ({"baseline": {"method": "seasonal", "period": "1w", "lookback": 9}}, "baseline.lookback",
+         "from 1 to 8"),
+        ({"baseline": {"method": "seasonal", "period": "1w", "lookback": "4"}}, "baseline.lookback",
+         "whole number"),
+        ({"baseline": {"method": "seasonal", "period": "1w", "lookback": True}}, "baseline.lookback",
+         "whole number"),
+        ({"baseline": {"method": "seasonal", "period": "1w", "lookback": 4, "half_life": "2h"}},
+         "baseline.half_life", "unknown field for method seasonal"),
+        ({"threshold": -101}, "threshold",
+         "difference from the baseline that csat.pct can never reach (-100 to"),
+        ({"clear": 100.5}, "clear", "can never reach"),
+        ({"clear": -20}, "clear", "at or above the threshold -15"),
+    ],
+)
+def test_bad_baseline_rule_is_rejected_naming_rule_and_field(fields, field, problem):
+    data = {"rules": [baseline_rule(**fields)]}
+    with pytest.raises(ConfigError) as caught:
+        parse_rules(data, "deploy/rules.yaml", windows=WINDOWS)
+    message = str(caught.value)
+    assert message.startswith(f'rules file deploy/rules.yaml: rule "chat-effort": field "{field}": ')
+    assert problem in message and "\n" not in message
+
+
+def test_a_bad_baseline_stops_the_worker_at_start_with_one_line(tmp_path, monkeypatch, capsys):
+    from stream_app import cli
+
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - name: chat-csat-drop\n    metric: csat.pct\n    dimension: channel\n"
+                    "    window: 15m\n    comparison: below\n    threshold: -15\n    severity: warning\n"
+                    "    baseline: {method: ewma, half_life: 0}\n")
+    monkeypatch.setenv("CX_RULES_FILE", str(path))
+    assert cli.main(["worker"]) == 2
+    assert capsys.readouterr().err == (f'cx worker: rules file {path}: rule "chat-csat-drop": field '
+                                       '"baseline.half_life": must be a duration > 0 such as 30m or 2h\n')

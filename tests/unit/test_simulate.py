@@ -270,3 +270,35 @@ def test_panel_agents_are_the_roster_and_their_surveys_ask_csat_at_their_true_sh
     for agent, satisfied in answers.items():
         share = sum(satisfied) / len(satisfied)
         assert share == pytest.approx(truth[agent], abs=4 / math.sqrt(len(satisfied)))
+
+
+def test_surveys_stop_on_one_channel_from_a_time_on_and_everything_else_stays_the_same():
+    stop_ms = START_MS + 20 * 60_000
+    until = START_MS + 60 * 60_000
+    base = [r for r in records(count=20_000, rate=3.0) if r.event_ms < until]
+    stopped = [r for r in generate(7, 20_000, START_MS, 3.0, surveys_stop="Chat", surveys_stop_ms=stop_ms)
+               if r.event_ms < until]
+    closed = {r.value["interaction_id"]: (r.value["channel"], r.event_ms)
+              for r in base if r.kind == "interaction"}
+
+    def dropped(r: SimRecord) -> bool:
+        channel, closed_ms = closed[r.value["interaction_id"]]
+        return r.kind == "survey" and channel == "chat" and closed_ms >= stop_ms
+
+    assert stopped == [r for r in base if not dropped(r)]
+    assert sum(map(dropped, base)) > 100  # chat's surveys were many, and are gone
+    chat_closed = [closed[r.value["interaction_id"]][1] for r in stopped
+                   if r.kind == "survey" and closed[r.value["interaction_id"]][0] == "chat"]
+    assert chat_closed and max(chat_closed) < stop_ms
+
+
+def test_surveys_stop_from_the_command_line(capsysbinary):
+    assert simulate.main(["--dry-run", "--count", "3000", "--seed", "5", "--start", "2024-05-01T08:00:00Z",
+                          "--surveys-stop", "voice"]) == 0
+    lines = [orjson.loads(line) for line in capsysbinary.readouterr().out.splitlines()]
+    channel = {x["value"]["interaction_id"]: x["value"]["channel"]
+               for x in lines if "closed_at" in x["value"]}
+    surveys = [channel[x["value"]["interaction_id"]] for x in lines if "answers" in x["value"]]
+    assert surveys and "voice" not in surveys
+    with pytest.raises(ValueError, match="surveys-stop"):
+        generate(1, 10, START_MS, 10.0, surveys_stop="carrier-pigeon")
