@@ -20,7 +20,14 @@ def _worker(argv: list[str]) -> int:
     from stream_app.settings import Settings
     from stream_app.topics import ensure_topics
 
-    settings = Settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"CX_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"cx worker: settings: {problems}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     # aiokafka's producer logs every record it sends at DEBUG, value included: a dead letter is the
     # original bytes, personal data and all. Never below INFO, whatever CX_LOG_LEVEL says.
