@@ -15,12 +15,12 @@ def _worker(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream_app worker",
                                      description="Run one worker; configuration comes from CX_* variables.")
     parser.parse_args(argv)
+    from pydantic import ValidationError
+
     from stream_app.app import create_app, drop_stores_ahead_of_changelog
     from stream_app.rules import load_rules
     from stream_app.settings import Settings
     from stream_app.topics import ensure_topics
-
-    from pydantic import ValidationError
 
     try:
         settings = Settings()

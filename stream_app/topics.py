@@ -17,8 +17,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
     GroupAuthorizationFailedError,
+    GroupCoordinatorNotAvailableError,
     KafkaConnectionError,
+    NotCoordinatorError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
 )
@@ -111,10 +114,19 @@ async def _why_unreachable(settings: Settings) -> str:
 async def _check_group(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     """The consumer group must be usable by this principal (ACL READ on group ``CX_APP_ID``):
     otherwise Faust would fail only once it joins, after start."""
-    try:
-        responses = await admin.describe_consumer_groups([settings.app_id])
-    except GroupAuthorizationFailedError as exc:
-        raise ConfigError(_not_authorized(settings, f"group {settings.app_id!r} (READ)")) from exc
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            responses = await admin.describe_consumer_groups([settings.app_id])
+            break
+        except GroupAuthorizationFailedError as exc:
+            raise ConfigError(_not_authorized(settings, f"group {settings.app_id!r} (READ)")) from exc
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
+            # the group offsets topic is made on first use, or is moving: wait for a coordinator
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConfigError(f"Kafka at {settings.kafka_bootstrap} has no group coordinator "
+                                  f"for {settings.app_id!r} after 30 s") from None
+            await asyncio.sleep(0.5)
     for response in responses:
         for group in response.groups:
             if group[0] == GroupAuthorizationFailedError.errno:

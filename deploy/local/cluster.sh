@@ -138,8 +138,17 @@ stop_node() {
 }
 
 stop() {
-  # One at a time: the last nodes keep a quorum while the first shut down in a controlled way.
-  for n in "${NODES[@]}"; do stop_node "$n"; done
+  # All at once: a node stopped last, alone, has no quorum and would wait for one until killed.
+  local pids=()
+  for n in "${NODES[@]}"; do running "$n" && { pids+=("$(cat "$(pidfile "$n")")"); kill "${pids[-1]}"; }; done
+  for _ in $(seq 1 60); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for n in "${NODES[@]}"; do rm -f "$(pidfile "$n")"; done
   echo "cluster: stopped"
 }
 

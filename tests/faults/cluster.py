@@ -88,7 +88,7 @@ class Cluster:
                 behind = [repr(exc)]
             if not behind:
                 return time.monotonic() - started
-            assert time.monotonic() - started < timeout, f"replicas not in sync after {timeout} s: {behind[:10]}"
+            assert time.monotonic() - started < timeout, f"not in sync after {timeout} s: {behind[:10]}"
             await asyncio.sleep(0.5)
 
     async def wait_brokers(self, count: int = 3, timeout: float = 120.0) -> None:
