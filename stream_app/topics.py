@@ -61,22 +61,23 @@ def plan(settings: Settings) -> list[TopicPlan]:
 @asynccontextmanager
 async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
-    try:
-        with _quiet_client_log():
+    with _quiet_client_log():
+        try:
             await admin.start()
-    except KafkaConnectionError as exc:
-        await admin.close()
-        raise ConfigError(await _why_unreachable(settings)) from exc
-    try:
-        yield admin
-    finally:
-        await admin.close()
+        except KafkaConnectionError as exc:
+            await admin.close()
+            raise ConfigError(await _why_unreachable(settings)) from exc
+        try:
+            yield admin
+        finally:
+            await admin.close()
 
 
 @contextmanager
 def _quiet_client_log() -> Iterator[None]:
-    """aiokafka logs every failed bootstrap attempt at ERROR; at start the cause is reported once,
-    by ``_why_unreachable``, so that a worker that cannot connect says so in one line."""
+    """aiokafka logs every failed bootstrap attempt at ERROR (and each authentication at INFO); what
+    fails here is raised as a ConfigError that says why (``_why_unreachable``), so that a worker that
+    cannot start says so in one line."""
     client_log = logging.getLogger("aiokafka")
     level = client_log.level
     client_log.setLevel(logging.CRITICAL)
