@@ -15,12 +15,19 @@ def _worker(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m stream_app worker",
                                      description="Run one worker; configuration comes from CX_* variables.")
     parser.parse_args(argv)
+    from pydantic import ValidationError
+
     from stream_app.app import create_app, drop_stores_ahead_of_changelog
     from stream_app.rules import load_rules
     from stream_app.settings import Settings
     from stream_app.topics import ensure_topics
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"CX_{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"cx worker: settings: {problems}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     # aiokafka's producer logs every record it sends at DEBUG, value included: a dead letter is the
     # original bytes, personal data and all. Never below INFO, whatever CX_LOG_LEVEL says.

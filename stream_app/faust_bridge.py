@@ -171,8 +171,18 @@ class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+class IdempotentProducer(faust_aiokafka.Producer):
+    """Faust's producer, idempotent and with ``acks=all`` always (Faust asks for that only inside its
+    transactions, which this product does not use): a send retried after a leader fail-over is
+    written once, and only once every in-sync replica has it (``min.insync.replicas`` of the topic)."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
+    Producer = IdempotentProducer
 
 
 class BatchApp(faust.App):

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream_app.windows import WindowSpec, parse_duration_ms, parse_windows
@@ -23,9 +23,10 @@ class Settings(BaseSettings):
     app_id: str = "cx-engine"
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: FilePath | None = None  # the CA (PEM) the TLS context trusts; unset: the system's
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_key_ttl_seconds: float = Field(default=172800.0, gt=0)
     rules_file: Path | None = None
@@ -114,12 +115,14 @@ class Settings(BaseSettings):
 
     def kafka_client_options(self) -> dict:
         """Security settings in aiokafka's keyword form, shared by every client we build (Faust's
-        too, see ``app._credentials``). The protocol decides: TLS (the system's trusted CAs) for
-        ``SSL`` and ``SASL_SSL``, SASL credentials (mechanism ``PLAIN`` unless set) only for ``SASL_*``."""
+        too, see ``app._credentials``). The protocol decides: TLS for ``SSL`` and ``SASL_SSL``, which
+        checks the broker's certificate and host name against ``CX_KAFKA_SSL_CAFILE`` (the system's
+        trusted CAs when unset); SASL credentials (mechanism ``PLAIN`` unless set) only for ``SASL_*``."""
         protocol = self.kafka_security_protocol
         options: dict = {"security_protocol": protocol}
         if protocol in ("SSL", "SASL_SSL"):
-            options["ssl_context"] = ssl.create_default_context()
+            cafile = None if self.kafka_ssl_cafile is None else str(self.kafka_ssl_cafile)
+            options["ssl_context"] = ssl.create_default_context(cafile=cafile)
         if protocol.startswith("SASL_"):
             options["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
             options["sasl_plain_username"] = self.kafka_sasl_username

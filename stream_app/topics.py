@@ -7,13 +7,24 @@ would not be co-partitioned with the tables and Faust would drop its records (FI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupAuthorizationFailedError,
+    GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
+    NotCoordinatorError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
 from stream_app.errors import ConfigError
 from stream_app.settings import Settings
@@ -50,19 +61,97 @@ def plan(settings: Settings) -> list[TopicPlan]:
 @asynccontextmanager
 async def _admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
-    await admin.start()
+    with _quiet_client_log():
+        try:
+            await admin.start()
+        except KafkaConnectionError as exc:
+            await admin.close()
+            raise ConfigError(await _why_unreachable(settings)) from exc
+        try:
+            yield admin
+        finally:
+            await admin.close()
+
+
+@contextmanager
+def _quiet_client_log() -> Iterator[None]:
+    """aiokafka logs every failed bootstrap attempt at ERROR (and each authentication at INFO); what
+    fails here is raised as a ConfigError that says why (``_why_unreachable``), so that a worker that
+    cannot start says so in one line."""
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
     try:
-        yield admin
+        yield
     finally:
-        await admin.close()
+        client_log.setLevel(level)
+
+
+async def _why_unreachable(settings: Settings) -> str:
+    """Why no bootstrap server took a connection: each one's own error (refused, a certificate that
+    does not verify, SASL authentication failed), as aiokafka met it. The password never appears."""
+    options = settings.kafka_client_options()
+    conn_options: dict[str, Any] = {k: v for k, v in options.items() if k in (
+        "security_protocol", "ssl_context", "sasl_mechanism", "sasl_plain_username", "sasl_plain_password")}
+    reasons = []
+    for server in settings.kafka_bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await create_conn(host, int(port), request_timeout_ms=10_000, **conn_options)
+        except Exception as exc:  # every failure is a reason to report
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            reasons.append(f"{server.strip()}: {type(exc).__name__}: {text}")
+        else:
+            conn.close()
+            reasons.append(f"{server.strip()}: connects now (it did not a moment ago)")
+    who = options["security_protocol"]
+    if who.startswith("SASL_"):
+        who += f" as {options['sasl_mechanism']} user {options.get('sasl_plain_username') or '(none)'!r}"
+    password = options.get("sasl_plain_password")
+    text = f"cannot connect to Kafka at {settings.kafka_bootstrap} ({who}): " + "; ".join(reasons)
+    return text.replace(password, "***") if password else text
+
+
+async def _check_group(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    """The consumer group must be usable by this principal (ACL READ on group ``CX_APP_ID``):
+    otherwise Faust would fail only once it joins, after start."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            responses = await admin.describe_consumer_groups([settings.app_id])
+            break
+        except GroupAuthorizationFailedError as exc:
+            raise ConfigError(_not_authorized(settings, f"group {settings.app_id!r} (READ)")) from exc
+        except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
+            # the group offsets topic is made on first use, or is moving: wait for a coordinator
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConfigError(f"Kafka at {settings.kafka_bootstrap} has no group coordinator "
+                                  f"for {settings.app_id!r} after 30 s") from None
+            await asyncio.sleep(0.5)
+    for response in responses:
+        for group in response.groups:
+            if group[0] == GroupAuthorizationFailedError.errno:
+                raise ConfigError(_not_authorized(settings, f"group {settings.app_id!r} (READ)"))
+
+
+def _not_authorized(settings: Settings, what: str) -> str:
+    options = settings.kafka_client_options()
+    user = options.get("sasl_plain_username") or "(no SASL user)"
+    return (f"Kafka at {settings.kafka_bootstrap} does not authorize user {user!r} for {what}: "
+            "grant the ACLs README lists (Security) or use the worker's principal")
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create what is missing; raise ConfigError for a co-partitioned topic with another count."""
+    """Create what is missing; raise ConfigError for a co-partitioned topic with another count, or
+    for topics and the consumer group that the principal may not use."""
     async with _admin(settings) as admin:
         wanted = plan(settings)
         checked = [*wanted, *(TopicPlan(changelog_topic(settings, t), settings.partitions, {})
                               for t in TABLES)]
+        denied = await _unauthorized(admin, [t.name for t in checked])
+        if denied:
+            raise ConfigError(_not_authorized(settings, "topics " + ", ".join(denied) + " (DESCRIBE)"))
+        await _check_group(admin, settings)
         existing = await _partition_counts(admin, [t.name for t in checked])
         wrong = [f"{t.name} has {existing[t.name]} partitions, expected {t.partitions}"
                  for t in checked
@@ -80,11 +169,17 @@ async def ensure_topics(settings: Settings) -> list[str]:
             NewTopic(t.name, t.partitions or settings.partitions, settings.replication_factor,
                      topic_configs=t.config) for t in missing])
         created, failed = [], []
+        denied = []
         for name, code, *rest in response.topic_errors:
             if code == 0:
                 created.append(name)
+            elif code == TopicAuthorizationFailedError.errno:
+                denied.append(name)
             elif code != TopicAlreadyExistsError.errno:
                 failed.append(f"{name}: error {code} {rest[0] if rest else ''}".strip())
+        if denied:
+            raise ConfigError(_not_authorized(settings, "creating topics " + ", ".join(denied) + " (CREATE)"
+                                              + "; create them beforehand or grant CREATE"))
         if failed:
             raise ConfigError("could not create topics: " + "; ".join(failed))
         await _wait_for_leaders(admin, [t.name for t in wanted])
@@ -129,6 +224,13 @@ async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeou
         if asyncio.get_running_loop().time() > deadline:
             raise ConfigError(f"topics have no leader after {timeout_s:.0f} s: {', '.join(pending)}")
         await asyncio.sleep(0.2)
+
+
+async def _unauthorized(admin: AIOKafkaAdminClient, names: list[str]) -> list[str]:
+    """The topics whose metadata the broker refuses this principal (a missing topic is not refused
+    to a principal allowed to describe it)."""
+    metadata = await admin.describe_topics(names)
+    return [t["topic"] for t in metadata if t.get("error_code", 0) == TopicAuthorizationFailedError.errno]
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

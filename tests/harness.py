@@ -1,7 +1,9 @@
 """Test harness: the real local broker, worker processes, and readers of the output topics.
 
 Every test gets its own app id, topic names and data directory, so tests share one broker
-without seeing each other's records.
+without seeing each other's records. A deployment on another Kafka (the three-node cluster, the
+secured broker) names its bootstrap servers and the test clients' security options; every reader and
+writer here takes them as ``kafka`` (aiokafka's keyword arguments), the shared broker when left out.
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ class Deployment:
     partitions: int = 8
     extra: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    bootstrap: str = BOOTSTRAP
+    client: dict[str, Any] = field(default_factory=dict)  # the test's own clients' security options
 
     def __post_init__(self) -> None:
-        DEPLOYMENT_TAGS.append(self.tag)
+        if self.bootstrap == BOOTSTRAP:  # the others' brokers live for their tests' session only
+            DEPLOYMENT_TAGS.append(self.tag)
 
     @property
     def topics(self) -> dict[str, str]:
@@ -65,7 +70,7 @@ class Deployment:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CX_")}
         env.update({
             "CX_APP_ID": f"cx-test-{self.tag}",
-            "CX_KAFKA_BOOTSTRAP": BOOTSTRAP,
+            "CX_KAFKA_BOOTSTRAP": self.bootstrap,
             # Not db 0, which `make demo` reads: test runs must not show up on a developer's wallboard.
             "CX_REDIS_URL": "redis://127.0.0.1:6379/15",
             "CX_PARTITIONS": str(self.partitions),
@@ -80,6 +85,11 @@ class Deployment:
             env[f"CX_TOPIC_{name.upper()}"] = topic
         env.update(self.extra)
         return env
+
+    @property
+    def kafka(self) -> dict[str, Any]:
+        """aiokafka's keyword arguments for the test's own clients of this deployment's Kafka."""
+        return {"bootstrap_servers": self.bootstrap, **self.client}
 
 
 class Worker:
@@ -140,11 +150,15 @@ class Worker:
             self.proc.wait(10)
 
 
+def _client(kafka: dict[str, Any] | None) -> dict[str, Any]:
+    return kafka or {"bootstrap_servers": BOOTSTRAP}
+
+
 async def delete_topics(*tags: str) -> int:
     """Delete every topic whose name holds one of ``tags`` (a deployment's own and its worker's
     internal ones): the broker keeps open files per partition, and runs that leave their topics
     behind reach its open-file limit (20,000) after a few thousand topics."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    admin = AIOKafkaAdminClient(**_client(None))
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if any(tag in t for tag in tags)]
@@ -156,12 +170,13 @@ async def delete_topics(*tags: str) -> int:
 
 
 async def produce(records: Iterable[tuple[str, bytes | None, bytes | None]], *,
-                  partition_of: Callable | None = None) -> list[RecordMetadata]:
+                  partition_of: Callable | None = None,
+                  kafka: dict[str, Any] | None = None) -> list[RecordMetadata]:
     """Send (topic, key, value) records with the Java-compatible murmur2 partitioner; wait for acks.
 
     Returns each record's metadata (topic, partition, offset), in the order of ``records``.
     """
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(**_client(kafka), linger_ms=5, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         futures = []
@@ -177,16 +192,16 @@ def dumps(event: dict) -> bytes:
     return orjson.dumps(event)
 
 
-async def read_all(topic: str, *, idle_s: float = 1.0) -> list[Any]:
+async def read_all(topic: str, *, idle_s: float = 1.0, kafka: dict[str, Any] | None = None) -> list[Any]:
     """Every record currently in a topic, from the beginning."""
-    return [record async for batch in iter_all(topic, idle_s=idle_s) for record in batch]
+    return [record async for batch in iter_all(topic, idle_s=idle_s, kafka=kafka) for record in batch]
 
 
-async def iter_all(topic: str, *, idle_s: float = 1.0) -> AsyncIterator[list[Any]]:
+async def iter_all(topic: str, *, idle_s: float = 1.0,
+                   kafka: dict[str, Any] | None = None) -> AsyncIterator[list[Any]]:
     """The records currently in a topic, from the beginning, a fetched batch at a time (for a topic
     too large to hold whole)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**_client(kafka), enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -209,10 +224,10 @@ async def iter_all(topic: str, *, idle_s: float = 1.0) -> AsyncIterator[list[Any
         await consumer.stop()
 
 
-async def latest_snapshots(topic: str) -> dict[str, dict]:
+async def latest_snapshots(topic: str, kafka: dict[str, Any] | None = None) -> dict[str, dict]:
     """The score topic as a compacted reader sees it: the latest value per key."""
     latest: dict[str, dict] = {}
-    for record in await read_all(topic):
+    for record in await read_all(topic, kafka=kafka):
         if record.value is not None:
             latest[record.key.decode()] = orjson.loads(record.value)
     return latest

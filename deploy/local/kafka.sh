@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetch (once), format (once) and start a single-node KRaft Apache Kafka on 127.0.0.1.
-# Usage: deploy/local/kafka.sh start|stop|status
+# Usage: deploy/local/kafka.sh start|stop|status|fetch|classpath (the jar cache, slf4j-api 2 first;
+# deploy/local/cluster.sh and the secured-broker tests use it too)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -11,8 +12,17 @@ cache="$root/.cache/kafka-$KAFKA_VERSION"
 state="$root/.run/kafka"
 pidfile="$state/kafka.pid"
 
+# The jar set: the broker, log4j2 with its slf4j 2 binding, slf4j-api 2.x itself (Kafka's own pom
+# brings slf4j-api 1.7, which cannot see an slf4j 2 binding: the broker then logs to a no-op logger
+# and one that fails to start exits 1 without a word), and kafka-tools for AclCommand (alone: its
+# own dependencies, Kafka Connect among them, are not needed for that). A cache made
+# before slf4j-api 2 was in the set is fetched again.
 fetch_jars() {
-  [ -f "$cache/.complete" ] && return 0
+  if [ -f "$cache/.complete" ] && compgen -G "$cache/libs/slf4j-api-2.*.jar" >/dev/null \
+      && compgen -G "$cache/libs/kafka-tools-$KAFKA_VERSION.jar" >/dev/null; then
+    return 0
+  fi
+  rm -rf "$cache/libs" "$cache/.complete"
   mkdir -p "$cache/libs"
   command -v mvn >/dev/null || { apt-get install -y -qq maven >/dev/null; }
   cat > "$cache/pom.xml" <<POM
@@ -23,12 +33,21 @@ fetch_jars() {
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.24.3</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>2.0.16</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version>
+      <exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions></dependency>
   </dependencies>
 </project>
 POM
   echo "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central (once)..." >&2
   (cd "$cache" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=libs) >&2
   touch "$cache/.complete"
+}
+
+# slf4j-api 2.x first, whatever else a jar directory holds: the binding log4j2 offers is slf4j 2's.
+classpath() {
+  local api; api=$(compgen -G "$cache/libs/slf4j-api-2.*.jar" | head -1)
+  echo "$api:$cache/libs/*"
 }
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
@@ -81,12 +100,12 @@ Configuration:
     Logger: [{name: kafka.server.KafkaRaftServer, level: INFO}]
 LOG
   if [ ! -f "$state/data/meta.properties" ]; then
-    java -cp "$cache/libs/*" kafka.tools.StorageTool format --standalone \
-      -t "$(java -cp "$cache/libs/*" kafka.tools.StorageTool random-uuid)" \
+    java -cp "$(classpath)" kafka.tools.StorageTool format --standalone \
+      -t "$(java -cp "$(classpath)" kafka.tools.StorageTool random-uuid)" \
       -c "$state/server.properties" >"$state/format.log" 2>&1
   fi
   setsid nohup java -Xms256m -Xmx1g -Dlog4j2.configurationFile="$state/log4j2.yaml" \
-    -cp "$cache/libs/*" kafka.Kafka "$state/server.properties" >"$state/kafka.log" 2>&1 < /dev/null &
+    -cp "$(classpath)" kafka.Kafka "$state/server.properties" >"$state/kafka.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   wait_port
   echo "kafka: Apache Kafka $KAFKA_VERSION ready on 127.0.0.1:$PORT (pid $(cat "$pidfile"))"
@@ -107,5 +126,6 @@ case "${1:-start}" in
   stop) stop ;;
   status) running && echo "kafka: running" || { echo "kafka: stopped"; exit 1; } ;;
   fetch) fetch_jars ;;
-  *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+  classpath) fetch_jars; classpath ;;
+  *) echo "usage: $0 start|stop|status|fetch|classpath" >&2; exit 2 ;;
 esac

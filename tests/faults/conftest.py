@@ -34,3 +34,21 @@ def pytest_terminal_summary(terminalreporter) -> None:
                           if k not in ("scenario", "fed", "lost", "duplicated", "dead_lettered"))
         terminalreporter.write_line(f"{row['scenario']:<{width}}  {row['fed']:>7}  {row['lost']:>5}  "
                                     f"{row['duplicated']:>5}  {row['dead_lettered']:>5}  {notes}")
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster():
+    """The three-node cluster of deploy/local/cluster.sh, started empty for the session and stopped
+    (its data removed) at its end; shared by every cluster test."""
+    import asyncio
+
+    from tests.faults.cluster import Cluster, cluster_sh
+
+    cluster_sh("wipe")
+    cluster_sh("start")
+    cluster = Cluster()
+    try:
+        asyncio.run(cluster.wait_brokers(3))
+        yield cluster
+    finally:
+        cluster_sh("wipe")

@@ -69,14 +69,15 @@ def source(meta: RecordMetadata) -> Source:
     return meta.topic, meta.partition, meta.offset
 
 
-async def produce_paced(records: Sequence[Record], pieces: int, pause: float) -> list[RecordMetadata]:
+async def produce_paced(records: Sequence[Record], pieces: int, pause: float,
+                        kafka: dict[str, Any] | None = None) -> list[RecordMetadata]:
     """The records in ``pieces`` sends ``pause`` seconds apart: a stream still arriving as a fault strikes."""
     size = -(-len(records) // pieces)
     sent: list[RecordMetadata] = []
     for start in range(0, len(records), size):
         if start:
             await asyncio.sleep(pause)
-        sent += await produce(records[start:start + size])
+        sent += await produce(records[start:start + size], kafka=kafka)
     return sent
 
 
@@ -129,7 +130,7 @@ def tally(latest: dict[str, dict], traffic: Traffic) -> tuple[int, int]:
 async def dead_letters(deployment: Deployment) -> dict[Source, list]:
     """The dead-letter topic, grouped by the input record each one stands for."""
     found: dict[Source, list] = defaultdict(list)
-    for record in await read_all(deployment.topics["dead_letter"]):
+    for record in await read_all(deployment.topics["dead_letter"], kafka=deployment.kafka):
         headers = dict(record.headers)
         found[(headers["source_topic"].decode(), int(headers["source_partition"]),
                int(headers["source_offset"]))].append(record)
@@ -209,7 +210,7 @@ def behind(arrivals: Iterable[tuple[str, int, int]], lateness_ms: int) -> list[i
 async def read_model_differences(deployment: Deployment, redis: Any) -> tuple[bool, list[str], int]:
     """The Redis read model against Kafka: each rolling snapshot of the score topic, the same document
     under its key, and no score key besides (``redis`` is a client of the test's Redis)."""
-    latest = await latest_snapshots(deployment.topics["scores"])
+    latest = await latest_snapshots(deployment.topics["scores"], deployment.kafka)
     rolling = {score_key(d["tenant"], d["dimension"], d["key"], d["window"]): d
                for d in latest.values() if not d["final"]}
     served = redis.mget(list(rolling)) if rolling else []

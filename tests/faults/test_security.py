@@ -8,6 +8,7 @@ import ssl
 import urllib.request
 
 import orjson
+import pydantic
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
@@ -24,6 +25,7 @@ from tests.faults.ledger import (
     settle_dead_letters,
     tally,
 )
+from tests.faults.secured import make_ca
 from tests.harness import BOOTSTRAP, Deployment, Worker, dumps, produce, read_all, wait_for
 from tests.integration.traffic import Traffic, settle, simulated
 from tests.redis_server import RedisServer
@@ -36,6 +38,7 @@ PII = (b"PII-CID-", b"PII-NOTE-")  # every customer_id and comment of the PII sc
 @pytest.mark.faults
 @pytest.mark.parametrize(("protocol", "mechanism"), [
     ("PLAINTEXT", None), ("SSL", None), ("SASL_PLAINTEXT", "PLAIN"), ("SASL_SSL", "SCRAM-SHA-512"),
+    ("SASL_SSL", "SCRAM-SHA-256"), ("SASL_PLAINTEXT", "SCRAM-SHA-512"),
     ("SASL_SSL", None),  # the mechanism defaults to PLAIN, as in aiokafka
     ("PLAINTEXT", "PLAIN"),  # SASL settings without a SASL protocol are ignored by every client
 ])
@@ -56,6 +59,27 @@ async def test_kafka_security_settings_reach_faust_and_every_aiokafka_client_ali
     # aiokafka accepts them together
     await AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:1", **ours).close()
     assert SASL_PASSWORD not in repr(settings)
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("protocol", ["SSL", "SASL_SSL"])
+def test_ssl_cafile_is_the_one_ca_faust_and_every_aiokafka_client_trust(protocol, tmp_path):
+    """CX_KAFKA_SSL_CAFILE: the TLS context of every client trusts that CA (and only it), checks the
+    certificate and the host name."""
+    ca, _ = make_ca(tmp_path, "cafile-test-ca")
+    settings = Settings(kafka_security_protocol=protocol, kafka_ssl_cafile=ca, kafka_sasl_username="u",
+                        kafka_sasl_password="p", kafka_sasl_mechanism="SCRAM-SHA-512")
+    contexts = [settings.kafka_client_options()["ssl_context"],
+                credentials_to_aiokafka_auth(_credentials(settings))["ssl_context"]]
+    for context in contexts:
+        names = [dict(part[0] for part in cert["subject"]).get("commonName")
+                 for cert in context.get_ca_certs()]
+        assert names == ["cafile-test-ca"]
+        assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    with pytest.raises(pydantic.ValidationError, match="kafka_ssl_cafile"):
+        Settings(kafka_ssl_cafile=tmp_path / "missing.pem")
+    with pytest.raises(pydantic.ValidationError, match="kafka_sasl_mechanism"):
+        Settings(kafka_sasl_mechanism="SCRAM-SHA-1")
 
 
 @pytest.mark.faults

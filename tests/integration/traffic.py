@@ -62,11 +62,11 @@ async def settle(deployment: Deployment, traffic: Traffic, dimensions=("all", "c
     (a late re-emission that counts twice would show then); on timeout, the last state seen."""
     deadline = time.monotonic() + timeout
     while True:
-        latest = await latest_snapshots(deployment.topics["scores"])
+        latest = await latest_snapshots(deployment.topics["scores"], deployment.kafka)
         diffs = differences(latest, traffic, dimensions, window)
         if not diffs:
             await asyncio.sleep(hold)
-            latest = await latest_snapshots(deployment.topics["scores"])
+            latest = await latest_snapshots(deployment.topics["scores"], deployment.kafka)
             diffs = differences(latest, traffic, dimensions, window)
         if not diffs or time.monotonic() > deadline:
             return Settled(not diffs, diffs, latest)

@@ -309,3 +309,15 @@ def test_faust_consumer_thread_builds_its_aiokafka_consumer_in_create_worker_con
     assert inspect.signature(method).return_annotation in (AIOKafkaConsumer, "aiokafka.AIOKafkaConsumer")
     assert "_fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
     assert FaustConsumer._new_consumer_thread is not BatchConsumer._new_consumer_thread
+
+
+# --- the producer ------------------------------------------------------------------------------
+
+
+def test_transport_builds_an_idempotent_producer_with_acks_all():
+    """Faust asks for idempotence and acks=all only inside its transactions; every producer of ours has
+    both (a send retried after a leader fail-over is written once, by every in-sync replica)."""
+    assert BatchTransport.Producer is faust_bridge.IdempotentProducer
+    producer = object.__new__(faust_bridge.IdempotentProducer)
+    producer.app = type("App", (), {"in_transaction": False})()
+    assert producer._settings_extra() == {"acks": "all", "enable_idempotence": True}
