@@ -27,8 +27,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from stream_app.keys import kafka_key
 from stream_app import baselines
+from stream_app.keys import kafka_key
 from stream_app.rules import METRICS, Rule
 from stream_app.snapshot import rfc3339, rolling_key
 

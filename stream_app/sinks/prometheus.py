@@ -24,7 +24,8 @@ from stream_app.faust_bridge import BatchApp, consumer_lag
 
 Scope = tuple[str, str, str]  # tenant, dimension, key
 
-EVENTS = Counter("cx_events", "Input records by topic and outcome (ok, invalid, duplicate, too_late, in_future).",
+EVENTS = Counter("cx_events",
+                 "Input records by topic and outcome (ok, invalid, duplicate, too_late, in_future).",
                  ["topic", "outcome"])
 BATCH_SECONDS = Histogram("cx_batch_processing_seconds",
                           "Time to process one fetched batch, writes included.",

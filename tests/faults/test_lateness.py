@@ -51,7 +51,8 @@ def shifted(event: dict, ms: int) -> dict:
 
 
 async def feed_and_judge(deployment: Deployment, start_worker, stream: list[tuple[str, dict]], figures,
-                         future_after_ms: int | None = None, **notes: object) -> tuple[list[int | None], dict]:
+                         future_after_ms: int | None = None,
+                         **notes: object) -> tuple[list[int | None], dict]:
     """Produce the stream to one worker; every record the model finds too late must be in the dead
     letter with ``too_late``, every record stamped after ``future_after_ms`` with ``in_future`` (it
     never moves a watermark), every other one counted. Returns each record's lag (None for a record

@@ -57,7 +57,8 @@ def clock(minute: int) -> list[tuple[str, bytes, bytes]]:
     """One neutral email survey at minute ``minute`` after T0: the data reach that step boundary, so
     rules are judged on the windows that end there (the other partitions fall idle after 3 s)."""
     event = {"event_id": f"clock-{next(_ids)}", "channel": "email",
-             "answered_at": rfc3339(to_ms(T0) + minute * MINUTE_MS), "answers": [{"metric": "ces", "value": 4}]}
+             "answered_at": rfc3339(to_ms(T0) + minute * MINUTE_MS),
+             "answers": [{"metric": "ces", "value": 4}]}
     return [("surveys", event["event_id"].encode(), dumps(event))]
 
 

@@ -14,7 +14,8 @@ def test_a_slash_in_a_kafka_key_component_is_encoded_and_a_colon_is_not():
 
 
 def test_a_colon_in_a_redis_key_component_is_encoded_and_a_slash_is_not():
-    assert redis_key("cx:score", "acme", "agent", "team:alice", "15m") == "cx:score:acme:agent:team%3Aalice:15m"
+    assert redis_key("cx:score", "acme", "agent", "team:alice", "15m") == \
+        "cx:score:acme:agent:team%3Aalice:15m"
     assert redis_key("cx:scores", "a/b") == "cx:scores:a/b"
 
 
