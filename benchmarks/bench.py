@@ -82,10 +82,12 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from stream_app import backtest
+from stream_app.rules import load_rules
 from stream_app.settings import Settings
 from stream_app.simulate import generate
 from stream_app.topics import ensure_topics
-from tests.harness import BOOTSTRAP, Deployment, Worker, delete_topics, produce, read_all
+from tests.harness import BOOTSTRAP, ROOT, Deployment, Worker, delete_topics, produce, read_all
 
 DAY_START = datetime(2026, 11, 2, tzinfo=UTC)
 DAY_MS = 86_400_000
@@ -93,6 +95,8 @@ SCORE_KEY = "default/all/all/1d"
 METRICS = ("ces", "csat", "nps")
 LOAD_CHUNK = 20_000
 
+
+EXAMPLE_RULES = ROOT / "deploy/rules.example.yaml"
 
 def build_records(count: int, topics: dict[str, str]) -> tuple[list[tuple[str, bytes, bytes]], dict]:
     """The N records as (topic, key, value bytes), and what the 1d snapshot must end up counting."""
@@ -586,8 +590,9 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
 
     restarts = await recovery(deployment, expected, timeout_s)
     recovered = report_recovery(restarts, state)
+    backtest_eps = await backtest_speed(events, partitions)
     figures = {"events": events, "floor_eps": floor_eps, "worker_eps": events / worker_s, "state": state,
-               "quarters": quarters, "restarts": restarts}
+               "quarters": quarters, "restarts": restarts, "backtest_eps": backtest_eps}
     print_table(result_rows(figures))
     if not recovered:
         print(f"FAILED: a restarted worker did not count exactly; worker log and data kept in {tmp}")
@@ -597,6 +602,22 @@ async def main_async(events: int, partitions: int, timeout_s: float) -> int:
     return 0
 
 
+async def backtest_speed(events: int, partitions: int) -> float:
+    """``backtest``'s engine in memory over the same records with the example rules, timed from the
+    first record handed to it to the last alert decided (generating the records is not counted)."""
+    settings = Settings(partitions=partitions)
+    rules = load_rules(EXAMPLE_RULES, windows=[s.name for s in settings.window_specs])
+    records, _ = build_records(events, {"interactions": backtest.TOPICS.interactions,
+                                        "surveys": backtest.TOPICS.surveys})
+    inputs = [(topic, backtest.partition_of(key, partitions), key, value) for topic, key, value in records]
+    del records
+    started = time.perf_counter()
+    alerts = await backtest.run(settings, rules, inputs)
+    took = time.perf_counter() - started
+    print(f"backtest: {events} records in {took:.2f} s with the example rules ({len(alerts)} alert events)")
+    return events / took
+
+
 def result_rows(f: dict) -> list[tuple[str, str]]:
     growth = last_over_second(f["quarters"])
     return [
@@ -604,6 +625,7 @@ def result_rows(f: dict) -> list[tuple[str, str]]:
         ("floor events/s", f"{f['floor_eps']:,.0f}"),
         ("worker events/s", f"{f['worker_eps']:,.0f}"),
         ("ratio worker/floor", f"{f['worker_eps'] / f['floor_eps']:.2f}"),
+        ("backtest events/s (example rules)", f"{f['backtest_eps']:,.0f}"),
         ("worker peak RSS MiB", f"{f['state']['peak_rss_kib'] / 1024:.1f}"),
         ("worker RSS at 25/50/75/100% MiB", quarters_text(f["quarters"], "/")),
         ("RSS last/second quarter", "?" if growth is None else f"{growth:.2f}"),
@@ -616,7 +638,8 @@ def result_rows(f: dict) -> list[tuple[str, str]]:
 def result_line(f: dict) -> str:
     growth = last_over_second(f["quarters"])
     return (f"RESULT ratio={f['worker_eps'] / f['floor_eps']:.2f} worker_eps={f['worker_eps']:.0f} "
-            f"floor_eps={f['floor_eps']:.0f} peak_rss_mib={f['state']['peak_rss_kib'] / 1024:.1f} "
+            f"floor_eps={f['floor_eps']:.0f} backtest_eps={f['backtest_eps']:.0f} "
+            f"peak_rss_mib={f['state']['peak_rss_kib'] / 1024:.1f} "
             f"rss_quarters_mib={quarters_text(f['quarters'], ',')} "
             f"rss_last_over_second={'?' if growth is None else f'{growth:.2f}'} "
             f"recovery_graceful_s={recovery_s(f['restarts'], 'graceful')} "

@@ -1,4 +1,4 @@
-"""``python -m stream_app worker|simulate``: the two commands of the contract."""
+"""``python -m stream_app worker|simulate|backtest|watch``: the commands of the contract, and watch."""
 
 from __future__ import annotations
 
@@ -67,13 +67,19 @@ def _simulate(argv: list[str]) -> int:
     return simulate.main(argv)
 
 
+def _backtest(argv: list[str]) -> int:
+    from stream_app import backtest
+
+    return backtest.main(argv)
+
+
 def _watch(argv: list[str]) -> int:
     from stream_app import watch
 
     return watch.main(argv)
 
 
-COMMANDS = {"worker": _worker, "simulate": _simulate, "watch": _watch}
+COMMANDS = {"worker": _worker, "simulate": _simulate, "backtest": _backtest, "watch": _watch}
 
 
 def main(argv: list[str] | None = None) -> int:

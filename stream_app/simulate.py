@@ -676,6 +676,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="print JSON lines {topic, key, value} to stdout instead of producing "
                              "(customer_id and comment left out)")
+    parser.add_argument("--events-only", action="store_true",
+                        help="with --dry-run: only the events, one a line, as `backtest --events` reads")
     return parser
 
 
@@ -689,7 +691,7 @@ def _client_options() -> dict[str, Any]:
 
 
 def _dry_run(records: Iterable[SimRecord], interactions_topic: str, surveys_topic: str, paced: bool,
-             origin_ms: int | None = None) -> int:
+             origin_ms: int | None = None, events_only: bool = False) -> int:
     out = sys.stdout.buffer
     started = time.monotonic()
     first_event_ms = origin_ms
@@ -704,7 +706,8 @@ def _dry_run(records: Iterable[SimRecord], interactions_topic: str, surveys_topi
                     out.flush()
                     time.sleep(delay)
             topic = interactions_topic if record.kind == "interaction" else surveys_topic
-            line = {"topic": topic, "key": record.key.decode(), "value": public_value(record.value)}
+            value = public_value(record.value)
+            line = value if events_only else {"topic": topic, "key": record.key.decode(), "value": value}
             out.write(orjson.dumps(line) + b"\n")
             printed += 1
         out.flush()
@@ -759,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
                            args.surveys_stop, args.surveys_stop_at)
     if args.dry_run:
         _dry_run(records, args.interactions_topic, args.surveys_topic, paced=explicit_rate and rate > 0,
-                 origin_ms=origin_ms)
+                 origin_ms=origin_ms, events_only=args.events_only)
         return 0
     log.info(
         "simulate: seed=%d count=%s rate=%s backfill=%s incident=%s surveys-stop=%s tenant=%s "

@@ -253,6 +253,8 @@ class _Batch:
                 self._dead_letter(kind, record, "too_late", late)
                 return
             self.changed_entries[join_key] = None
+        else:
+            self._advance(kind, event_ms)  # in time when first read; the crash may have lost the watermark
         self.ok[kind] += 1
         # A record seen before (a replay) is checked bucket by bucket; a new one beyond every
         # bucket's versions is summed with its neighbours.
@@ -292,9 +294,13 @@ class _Batch:
                     (own - lateness) if own is not None else event_ms)
         if event_ms < floor:
             return f"event time is {floor - event_ms} ms before watermark - allowed lateness"
-        if own is None or event_ms > own:
-            meta.watermarks[kind] = event_ms
+        self._advance(kind, event_ms)
         return None
+
+    def _advance(self, kind: int, event_ms: int) -> None:
+        own = self.state.meta.watermarks.get(kind)
+        if own is None or event_ms > own:
+            self.state.meta.watermarks[kind] = event_ms
 
     def _effects(self, kind: int, trigger: int, entry: JoinEntry, event: Interaction | Survey,
                  event_ms: int, new: bool) -> list[Effect]:
@@ -347,11 +353,18 @@ class _Batch:
             if count:
                 result.outcomes[(kind, "ok")] = count
         lagging = min(state.meta.watermarks.values()) if state.meta.watermarks else None
+        # The batch's records were judged against the seal as the batch began: a batch that spans more
+        # than the allowed lateness still fills its early buckets. Those gone are gone for replays too.
+        sealed_before = state.meta.sealed_ms
+        expired = state.meta.expired_ms if state.meta.expired_ms is not None else sealed_before
         if lagging is not None:
             floor = lagging - self.config.allowed_lateness_ms
-            sealed = state.meta.sealed_ms
-            state.meta.sealed_ms = floor if sealed is None else max(sealed, floor)
-        fan = Fan(state.scope_index, self.config.widths_ms, state.buckets, state.meta.sealed_ms)
+            state.meta.sealed_ms = floor if sealed_before is None else max(sealed_before, floor)
+        fan = Fan(state.scope_index, self.config.widths_ms, state.buckets, expired)
+        # A replay after a crash re-sends its buckets a batch at a time: the partition's watermark, which
+        # the crashed process had reached, waits until the replay has too (rules judge by it).
+        replaying = any(0 <= last < upto for last, upto in zip(self.batch_max, state.replay_upto,
+                                                                strict=True))
         touched = fan.run(self.groups, (self.batch_max[0], self.batch_max[1]))
         if touched:
             state.replay_upto = [max(a, b) for a, b in zip(state.replay_upto, self.batch_max, strict=True)]
@@ -368,14 +381,15 @@ class _Batch:
             encoded = state.entries[join_key] = codec.encode(entry)
             changelog.append((codec.join_key(join_key), encoded))
             state._entry_expiry.add(entry.last_ms + retention, join_key)
-        # Built once for the changelog and the partials; a touched bucket is never one sealed now.
+        # Built once for the changelog and the partials; a touched bucket is never one expired now.
         buckets = {bucket_id: state.buckets.get(bucket_id) for bucket_id in touched}
         for bucket_id, bucket in buckets.items():
             changelog.append((codec.bucket_key(*bucket_id), codec.encode(bucket)))
-        _expire(state, lagging, retention, changelog)
+        _expire(state, lagging, retention, sealed_before, changelog)
         if lagging is not None and had_records:
             changelog.append((codec.META, codec.encode(state.meta)))
-        _partials(self.config, state, buckets, lagging if had_records else None, now_ms, result)
+        announce = had_records and not replaying
+        _partials(self.config, state, buckets, lagging if announce else None, now_ms, result)
         return result
 
 
@@ -395,8 +409,10 @@ def survey_contribution(survey: Survey) -> Sparse:
 _CONTRIBUTIONS: dict[tuple[Answer, ...], Sparse] = {}
 
 
-def _expire(state: IntakePartition, watermark: int | None, retention_ms: int, changelog: list[Write]) -> None:
-    """Drop join entries past their retention and buckets no record can reach any more, with tombstones."""
+def _expire(state: IntakePartition, watermark: int | None, retention_ms: int, sealed_before: int | None,
+            changelog: list[Write]) -> None:
+    """Drop join entries past their retention and buckets no record can reach any more, with tombstones:
+    those sealed before this batch, whose states the rollup has had since."""
     if watermark is None:
         return
     for join_key in state._entry_expiry.due(watermark):
@@ -404,9 +420,10 @@ def _expire(state: IntakePartition, watermark: int | None, retention_ms: int, ch
         if encoded is not None and codec.decode_join(encoded).last_ms + retention_ms <= watermark:
             del state.entries[join_key]
             changelog.append((codec.join_key(join_key), None))
-    if state.meta.sealed_ms is not None:
-        for bucket_id in state.buckets.expire(state.meta.sealed_ms):
+    if sealed_before is not None:
+        for bucket_id in state.buckets.expire(sealed_before):
             changelog.append((codec.bucket_key(*bucket_id), None))
+        state.meta.expired_ms = sealed_before
 
 
 def _partials(config: IntakeConfig, state: IntakePartition, touched: dict[BucketId, Bucket],

@@ -78,6 +78,9 @@ class IntakeMeta(msgspec.Struct, array_like=True, gc=False):
 
     watermarks: dict[int, int]  # kind -> highest event time counted
     sealed_ms: int | None  # buckets ending at or before this can no longer change
+    # Buckets ending at or before this are gone (expiry lags sealing by one batch, so that a batch's
+    # own buckets reach the rollup, also when it is replayed); None in metas of earlier builds.
+    expired_ms: int | None = None
 
 
 class BucketUpdate(msgspec.Struct, array_like=True, gc=False):

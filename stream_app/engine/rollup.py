@@ -41,6 +41,7 @@ class RollupConfig:
     idle_timeout_ms: int
     emit_interval_seconds: float
     sources: int  # input partitions: each sends its watermark to every rollup partition
+    at_event_time: bool = False  # alert events' ``at``: the step judged (the backtest), not the wall clock
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RollupConfig:
@@ -240,14 +241,18 @@ class Rollup:
 
     def judging_watermark(self, state: RollupPartition, now_ms: int) -> int | None:
         """How far the data of every input partition have come: rules judge windows ending at or
-        before it. An input partition never heard from holds it back for the idle timeout after this
-        process first judged here, then counts as idle, like one that has gone quiet."""
+        before it. A partition quiet for the idle timeout stops holding it back, unless all are; one
+        never heard from holds it back for the idle timeout after this process first judged here."""
         if len(state.meta.positions) < self.config.sources:
             if state.loaded_ms is None:
                 state.loaded_ms = now_ms
             if now_ms - state.loaded_ms < self.config.idle_timeout_ms:
                 return None
-        return self.closing_watermark(state, now_ms)
+        positions = state.meta.positions.values()
+        closing = [p.closing_ms for p in positions]
+        active = [p.closing_ms for p in positions if now_ms - p.wall_ms < self.config.idle_timeout_ms]
+        # All quiet (the stream paused): the slowest still decides, so that a pause judges nothing early.
+        return min(active) if active else min(closing)
 
     def judge(self, partition: int, now_ms: int) -> AlertDecision:
         """Step every rule at each step boundary of its window that the data have reached since the
@@ -288,11 +293,12 @@ class Rollup:
         if stats is None and all(before is None for before in befores):
             return  # no data and nothing going on: ok stays ok
         values = scoring.empty() if stats is None else stats.tolist()
-        document = snapshot.build(*scope, spec.name, end - spec.size_ms, end, False, values, now_ms)
+        at_ms = end if self.config.at_event_time else now_ms
+        document = snapshot.build(*scope, spec.name, end - spec.size_ms, end, False, values, at_ms)
         for rule, key, before in zip(rules, keys, befores, strict=True):
             if not alerts.matches(rule, document):
                 continue
-            after, events = alerts.step(rule, before, document, end, now_ms)
+            after, events = alerts.step(rule, before, document, end, at_ms)
             if after != before:
                 decision.changes[key] = after
             decision.events.extend(events)

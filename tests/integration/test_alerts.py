@@ -123,6 +123,22 @@ async def test_incident_on_chat_fires_one_alert_for_chat_only_and_recovery_resol
     for event in events:
         assert "customer_id" not in orjson.dumps(event).decode()
 
+    # The backtest over the same input topics reports the same events, `at` apart (it is the step).
+    done = subprocess.run([sys.executable, "-m", "stream_app", "backtest", "--rules", str(EXAMPLE_RULES),
+                           "--format", "json"], cwd=ROOT, env=deployment.env("backtest"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    backtested = [orjson.loads(line) for line in done.stdout.splitlines()]
+    for event in backtested:
+        assert to_ms(event["at"]) % MINUTE_MS == 0, "at: the step boundary judged"
+    assert without_at(backtested) == without_at(await alerts(deployment))
+
+
+def without_at(events: list[dict]) -> list[dict]:
+    """Alert events as the records decide them, in a fixed order (partitions interleave as they fall)."""
+    kept = [{k: v for k, v in e.items() if k != "at"} for e in events]
+    return sorted(kept, key=lambda e: (e["since"], e["rule"], e["key"], e["status"]))
+
 
 async def test_metric_hovering_between_threshold_and_clear_does_not_flap(deployment, start_worker, tmp_path):
     """One-minute tumbling windows, ten answers a minute (min_samples 10 ignores partial minutes)."""

@@ -1,4 +1,5 @@
-"""The engine's ports in memory: a broker of lists, stores with checkpoints, and a crash on demand.
+"""The engine in memory for the tests: the backtest's ports (``stream_app.engine.memory``) with a crash
+on demand, and a run of processes one after another over the same log.
 
 A ``MemoryBroker`` can be told to crash after a number of written records: the flush that reaches it
 writes only a prefix of its records and raises ``Crash``, as a kill -9 in mid-send would leave it.
@@ -12,8 +13,9 @@ from typing import Any
 
 import orjson
 
-from stream_app.engine.commit import INTAKE_TABLE, ROLLUP_TABLE, Headers, Pipeline, Topics
+from stream_app.engine.commit import Pipeline, Topics
 from stream_app.engine.intake import Intake, IntakeConfig
+from stream_app.engine.memory import MemoryLog, MemoryPorts, step
 from stream_app.engine.rollup import Rollup, RollupConfig
 from stream_app.engine.store import MemoryStore
 from stream_app.rules import Rule
@@ -33,83 +35,16 @@ class Crash(Exception):
     """The process died here."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 @dataclass
-class MemoryBroker:
-    logs: dict[tuple[str, int], list[Record]] = field(default_factory=dict)
+class MemoryBroker(MemoryLog):
     crash_after: int | None = None  # records written before the crash
     written: int = 0
 
     def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> int:
         if self.crash_after is not None and self.written >= self.crash_after:
             raise Crash(f"after {self.written} records")
-        log = self.logs.setdefault((topic, partition), [])
-        log.append(Record(len(log), key, value))
         self.written += 1
-        return len(log) - 1
-
-    def read(self, topic: str, partition: int, start: int, limit: int | None = None) -> list[Record]:
-        log = self.logs.get((topic, partition), [])
-        return log[start:] if limit is None else log[start:start + limit]
-
-    def compacted(self, topic: str, partition: int) -> list[tuple[bytes, bytes]]:
-        """What a new owner recovers from a changelog partition."""
-        state: dict[bytes, bytes] = {}
-        for record in self.logs.get((topic, partition), []):
-            assert record.key is not None
-            if record.value is None:
-                state.pop(record.key, None)
-            else:
-                state[record.key] = record.value
-        return list(state.items())
-
-
-class MemoryOutbox:
-    def __init__(self, broker: MemoryBroker) -> None:
-        self.broker = broker
-        self.records: list[tuple[str, int, bytes | None, bytes | None]] = []
-
-    def add(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None,
-            headers: Headers | None = None) -> None:
-        self.records.append((topic, 0 if partition is None else partition, key, value))
-
-    async def flush(self) -> dict[tuple[str, int], int]:
-        records, self.records = self.records, []
-        last: dict[tuple[str, int], int] = {}
-        for topic, partition, key, value in records:
-            last[(topic, partition)] = self.broker.append(topic, partition, key, value)
-        return last
-
-
-class MemoryPorts:
-    def __init__(self, broker: MemoryBroker, app_id: str = "t") -> None:
-        self.broker = broker
-        self.app_id = app_id
-        self.stores: dict[tuple[str, int], MemoryStore] = {}
-
-    def outbox(self) -> MemoryOutbox:
-        return MemoryOutbox(self.broker)
-
-    def store(self, table: str, partition: int) -> MemoryStore:
-        found = self.stores.get((table, partition))
-        if found is None:  # a process that never held it: recover from the changelog
-            found = MemoryStore(self.broker.compacted(self.changelog_topic(table), partition))
-            self.stores[(table, partition)] = found
-        return found
-
-    def changelog_topic(self, table: str) -> str:
-        assert table in (INTAKE_TABLE, ROLLUP_TABLE)
-        return f"{self.app_id}-{table}-changelog"
-
-    async def alert_events_since(self, since_ms: int) -> list[bytes]:
-        return [r.value for (topic, _), log in self.broker.logs.items() if topic == "alerts"
-                for r in log if r.value is not None]
+        return super().append(topic, partition, key, value)
 
 
 def load_inputs(broker: MemoryBroker, count: int, seed: int) -> list[Any]:
@@ -139,7 +74,7 @@ class Run:
 
     def start(self, keep_stores: bool) -> None:
         old = self.ports.stores if (keep_stores and self.ports is not None) else {}
-        self.ports = MemoryPorts(self.broker)
+        self.ports = MemoryPorts(self.broker, TOPICS.alerts, "t")
         for (table, partition), store in old.items():
             caught_up = _caught_up(self.broker, self.ports, table, partition, store)
             self.ports.stores[(table, partition)] = caught_up
@@ -147,19 +82,8 @@ class Run:
 
     async def step(self) -> bool:
         assert self.pipeline is not None
-        batch = {}
-        for topic in (TOPICS.interactions, TOPICS.surveys, TOPICS.partials):
-            for partition in range(PARTITIONS):
-                start = self.positions.get((topic, partition), 0)
-                records = self.broker.read(topic, partition, start, self.batch_records)
-                if records:
-                    batch[(topic, partition)] = records
-        if not batch:
-            return False
-        await self.pipeline.handle(batch, now=lambda: START_MS / 1000 + 86_400)
-        for tp, records in batch.items():
-            self.positions[tp] = records[-1].offset + 1
-        return True
+        return await step(self.pipeline, self.broker, TOPICS, PARTITIONS, self.positions, self.batch_records,
+                          now=lambda: START_MS / 1000 + 86_400)
 
     async def to_the_end(self) -> None:
         while await self.step():

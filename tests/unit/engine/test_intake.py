@@ -6,8 +6,9 @@ import orjson
 
 from stream_app.engine import codec
 from stream_app.engine.intake import Intake
+from stream_app.engine.memory import Record
 from stream_app.snapshot import rfc3339
-from tests.unit.engine.memory import INTAKE, Record
+from tests.unit.engine.memory import INTAKE
 
 HOUR_MS = 3_600_000
 T0 = 1_790_000_000_000 - 1_790_000_000_000 % HOUR_MS
@@ -81,8 +82,21 @@ def test_join_entries_past_retention_and_sealed_buckets_leave_tombstones() -> No
     result = intake.process(0, [Record(1, b"i2", interaction("e2", "i2", later))], [], now_ms=later)
     deleted = {key for key, value in result.changelog if value is None}
     assert codec.join_key("i1") in deleted
-    assert any(key.startswith(codec.BUCKET) for key in deleted)
     assert "i1" not in intake.partitions[0].entries
+    # Buckets go one batch after they are sealed: the rollup has had their last state by then.
+    assert not any(key.startswith(codec.BUCKET) for key in deleted)
+    after = intake.process(0, [Record(2, b"i3", interaction("e3", "i3", later))], [], now_ms=later)
+    assert any(key.startswith(codec.BUCKET) and value is None for key, value in after.changelog)
+
+
+def test_a_batch_longer_than_the_allowed_lateness_fills_its_early_buckets_too() -> None:
+    intake = fresh_intake()
+    records = [Record(i, b"k", interaction(f"e{i}", f"i{i}", T0 + i * 10 * 60_000)) for i in range(13)]  # 2 h
+    result = intake.process(0, records, [], now_ms=T0 + 2 * HOUR_MS)
+    first = codec.bucket_key(("default", "all", "all"), 60_000, T0)  # the 15m window's bucket of the first
+    assert dict(result.changelog).get(first) is not None
+    partial_keys = [codec.parse_scope_key(key) for _, key, _ in result.partials if key != codec.WATERMARK_KEY]
+    assert ("default", "all", "all") in partial_keys
 
 
 def test_a_survey_before_its_interaction_moves_from_unknown_to_the_interaction_attributes() -> None:
