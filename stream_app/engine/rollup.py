@@ -241,18 +241,15 @@ class Rollup:
 
     def judging_watermark(self, state: RollupPartition, now_ms: int) -> int | None:
         """How far the data of every input partition have come: rules judge windows ending at or
-        before it. A partition quiet for the idle timeout stops holding it back, unless all are; one
-        never heard from holds it back for the idle timeout after this process first judged here."""
+        before it. A partition quiet for the idle timeout stops holding it back (as it stops holding
+        windows open); one never heard from holds it back for the idle timeout after this process
+        first judged here."""
         if len(state.meta.positions) < self.config.sources:
             if state.loaded_ms is None:
                 state.loaded_ms = now_ms
             if now_ms - state.loaded_ms < self.config.idle_timeout_ms:
                 return None
-        positions = state.meta.positions.values()
-        closing = [p.closing_ms for p in positions]
-        active = [p.closing_ms for p in positions if now_ms - p.wall_ms < self.config.idle_timeout_ms]
-        # All quiet (the stream paused): the slowest still decides, so that a pause judges nothing early.
-        return min(active) if active else min(closing)
+        return self.closing_watermark(state, now_ms)
 
     def judge(self, partition: int, now_ms: int) -> AlertDecision:
         """Step every rule at each step boundary of its window that the data have reached since the

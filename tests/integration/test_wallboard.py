@@ -166,7 +166,8 @@ rules:
     severity: critical
 """)
     worker = start_worker(CX_REDIS_URL=redis_server.url, CX_RULES_FILE=str(rules))
-    await produce(simulated(deployment, 300, seed=7).records)
+    # Minutes of event time: rules are judged when every partition's data pass a step boundary.
+    await produce(simulated(deployment, 1500, seed=7).records)
     browser.get(f"http://127.0.0.1:{worker.port}/")
     banner = until(browser, lambda d: [a for a in d.find_elements(By.CSS_SELECTOR, "#alerts .alert")
                                        if "chat-busy" in a.text], "the chat-busy alert", timeout=60)

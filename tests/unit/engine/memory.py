@@ -89,6 +89,19 @@ class Run:
         while await self.step():
             pass
 
+    async def through_crashes(self, points: list[int], keep_stores: bool, replay_batch: int) -> None:
+        """To the end, crashing once ``points`` records have been written, each time restarting with
+        the stores kept (and caught up) or rebuilt and cutting batches at ``replay_batch`` records."""
+        for point in sorted(points):
+            self.broker.crash_after = point
+            try:
+                await self.to_the_end()
+            except Crash:
+                self.start(keep_stores)
+                self.batch_records = replay_batch
+        self.broker.crash_after = None
+        await self.to_the_end()
+
     def windows(self) -> dict:
         assert self.pipeline is not None
         rollup = self.pipeline.rollup

@@ -18,7 +18,7 @@ from stream_app.rules import load_rules
 from stream_app.simulate import generate
 from tests.harness import ROOT
 from tests.reference import to_ms
-from tests.unit.engine.memory import START_MS, TOPICS, Crash, MemoryBroker, Run, send
+from tests.unit.engine.memory import START_MS, TOPICS, MemoryBroker, Run, send
 
 RULES = load_rules(ROOT / "deploy/rules.example.yaml")
 MINUTE_MS = 60_000
@@ -51,15 +51,7 @@ def run_all(batch_records: int, crash_points: tuple[int, ...] = (), replay_batch
     broker.written = 0
     run = Run(broker, batch_records, rules=RULES)
     run.start(keep_stores=False)
-    for point in sorted(crash_points):
-        broker.crash_after = point
-        try:
-            asyncio.run(run.to_the_end())
-        except Crash:
-            run.start(keep_stores)
-            run.batch_records = replay_batch or batch_records
-    broker.crash_after = None
-    asyncio.run(run.to_the_end())
+    asyncio.run(run.through_crashes(list(crash_points), keep_stores, replay_batch or batch_records))
     return alert_events(broker), broker.written
 
 

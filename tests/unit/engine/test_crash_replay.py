@@ -13,7 +13,7 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.engine.memory import PARTITIONS, TOPICS, Crash, MemoryBroker, Run, load_inputs
+from tests.unit.engine.memory import PARTITIONS, TOPICS, MemoryBroker, Run, load_inputs
 
 
 def uninterrupted(count: int, seed: int, batch_records: int) -> tuple[dict, int]:
@@ -31,15 +31,7 @@ def with_crashes(count: int, seed: int, batch_records: int, crash_points: list[i
     load_inputs(broker, count, seed)
     run = Run(broker, batch_records)
     run.start(keep_stores=False)
-    for point in sorted(crash_points):
-        broker.crash_after = point
-        try:
-            asyncio.run(run.to_the_end())
-        except Crash:
-            run.start(keep_stores)
-            run.batch_records = replay_batch  # the next process cuts its batches elsewhere
-    broker.crash_after = None
-    asyncio.run(run.to_the_end())
+    asyncio.run(run.through_crashes(crash_points, keep_stores, replay_batch))  # batches cut elsewhere
     return run.windows()
 
 
