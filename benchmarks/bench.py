@@ -612,7 +612,7 @@ async def backtest_speed(events: int, partitions: int) -> float:
     inputs = [(topic, backtest.partition_of(key, partitions), key, value) for topic, key, value in records]
     del records
     started = time.perf_counter()
-    alerts = await backtest.run(settings, rules, inputs)
+    alerts, _ = await backtest.run(settings, rules, inputs)
     took = time.perf_counter() - started
     print(f"backtest: {events} records in {took:.2f} s with the example rules ({len(alerts)} alert events)")
     return events / took

@@ -18,7 +18,7 @@ from enum import Enum
 
 import msgspec
 
-from stream_app import shrinkage
+from stream_app import rules, shrinkage
 from stream_app.scoring import Z95
 from stream_app.shrinkage import Estimate, Share
 
@@ -35,14 +35,24 @@ class Family(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """A figure the view ranks on: where it sits in a snapshot, its range, and which way is worse."""
+    """A figure the view ranks on: its model and which way is worse; its group and range are the rules'."""
 
     name: str
-    group: str  # snapshot group: ces, csat, nps
     family: Family
-    low: float
-    high: float
     worse_above: bool = False  # ces.effort_mean: more effort is worse
+
+    @property
+    def group(self) -> str:
+        """The snapshot group it sits in: ces, csat, nps."""
+        return self.name.split(".", 1)[0]
+
+    @property
+    def low(self) -> float:
+        return rules.METRICS[self.name].low
+
+    @property
+    def high(self) -> float:
+        return rules.METRICS[self.name].high
 
     @property
     def max_unit_variance(self) -> float:
@@ -51,12 +61,12 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("csat.pct", "csat", Family.SHARE, 0.0, 100.0),
-    Metric("ces.easy_pct", "ces", Family.SHARE, 0.0, 100.0),
-    Metric("ces.net_ease", "ces", Family.NET, -100.0, 100.0),
-    Metric("nps.score", "nps", Family.NET, -100.0, 100.0),
-    Metric("ces.mean", "ces", Family.MEAN, 1.0, 7.0),
-    Metric("ces.effort_mean", "ces", Family.MEAN, 1.0, 7.0, worse_above=True),
+    Metric("csat.pct", Family.SHARE),
+    Metric("ces.easy_pct", Family.SHARE),
+    Metric("ces.net_ease", Family.NET),
+    Metric("nps.score", Family.NET),
+    Metric("ces.mean", Family.MEAN),
+    Metric("ces.effort_mean", Family.MEAN, worse_above=True),
 )}
 _NET_PARTS = {"ces.net_ease": ("easy_pct", "difficult_pct"), "nps.score": ("promoters_pct", "detractors_pct")}
 

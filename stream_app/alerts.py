@@ -32,7 +32,8 @@ from stream_app.keys import kafka_key
 from stream_app.rules import METRICS, Rule
 from stream_app.snapshot import rfc3339, rolling_key
 
-__all__ = ["Reading", "alert_key", "is_firing", "matches", "reading", "state_key", "step"]
+__all__ = ["Reading", "alert_key", "is_firing", "matches", "reading", "scope_state_key", "state_key", "step",
+           "watches"]
 
 ALERT_ID_HEX = 24
 
@@ -48,13 +49,14 @@ class Reading:
 
 def matches(rule: Rule, snapshot: dict) -> bool:
     """The rule watches this snapshot's scope and window; closed (final) windows never drive alerts."""
-    return (
-        snapshot.get("final") is False
-        and snapshot.get("window") == rule.window
-        and snapshot.get("dimension") == rule.dimension
-        and (rule.tenant is None or snapshot.get("tenant") == rule.tenant)
-        and (rule.key is None or snapshot.get("key") in rule.key)
-    )
+    return (snapshot.get("final") is False and snapshot.get("window") == rule.window
+            and watches(rule, snapshot.get("tenant"), snapshot.get("dimension"), snapshot.get("key")))
+
+
+def watches(rule: Rule, tenant: object, dimension: object, key: object) -> bool:
+    """The rule watches this scope (tenant, dimension, key), in whichever window."""
+    return (dimension == rule.dimension and (rule.tenant is None or tenant == rule.tenant)
+            and (rule.key is None or key in rule.key))
 
 
 def reading(rule: Rule, snapshot: dict) -> Reading:
@@ -70,7 +72,11 @@ def reading(rule: Rule, snapshot: dict) -> Reading:
 
 def state_key(rule: Rule, snapshot: dict) -> str:
     """Where the worker keeps this rule's state for the snapshot's scope; equal to the alert's Kafka key."""
-    return _key(rule.name, snapshot["tenant"], snapshot["dimension"], snapshot["key"])
+    return scope_state_key(rule, snapshot["tenant"], snapshot["dimension"], snapshot["key"])
+
+
+def scope_state_key(rule: Rule, tenant: str, dimension: str, key: str) -> str:
+    return _key(rule.name, tenant, dimension, key)
 
 
 def alert_key(event: dict) -> str:

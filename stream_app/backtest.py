@@ -113,8 +113,10 @@ async def input_topics(settings: Settings, bounds: Bounds) -> list[Input]:
     return found
 
 
-async def run(settings: Settings, rules: tuple[Rule, ...], inputs: Iterable[Input]) -> list[dict]:
-    """The alert events of the rules over the inputs, in the order the engine decided them."""
+async def run(settings: Settings, rules: tuple[Rule, ...],
+              inputs: Iterable[Input]) -> tuple[list[dict], int | None]:
+    """The alert events of the rules over the inputs, in the order the engine decided them, and the
+    last step boundary judged (where a still-firing episode's duration ends)."""
     ports = MemoryPorts(MemoryLog(), TOPICS.alerts)
     log = ports.log
     log.dropped = frozenset({TOPICS.scores, TOPICS.dead_letter, *(ports.changelog_topic(table)
@@ -128,7 +130,9 @@ async def run(settings: Settings, rules: tuple[Rule, ...], inputs: Iterable[Inpu
     while await step(pipeline, log, TOPICS, settings.partitions, positions, settings.batch_max_records,
                      now=time.time):
         pass
-    return [codec.decode_document(r.value) for r in log.read(TOPICS.alerts, 0, 0) if r.value is not None]
+    events = [codec.decode_document(r.value) for r in log.read(TOPICS.alerts, 0, 0) if r.value is not None]
+    judged = [t for state in rollup.partitions.values() for t in state.meta.judged.values()]
+    return events, max(judged, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,16 +202,11 @@ def main(argv: list[str]) -> int:
         inputs: list[Input] = list(events_file(args.events, settings.partitions, bounds))
     else:
         inputs = asyncio.run(input_topics(settings, bounds))
-    events = asyncio.run(run(settings, rules, inputs))
+    events, end_ms = asyncio.run(run(settings, rules, inputs))
     if args.format == "json":
         for event in events:
             sys.stdout.write(orjson.dumps(event).decode() + "\n")
     else:
-        print(report(events, rules, _last_event_ms(inputs)))
+        print(report(events, rules, end_ms))
     return 0
 
-
-def _last_event_ms(inputs: list[Input]) -> int | None:
-    """The latest event time of the history: where a still-firing episode's duration ends."""
-    times = [t for *_, value in inputs if (t := _event_ms(value)) is not None]
-    return max(times) if times else None

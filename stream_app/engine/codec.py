@@ -37,6 +37,7 @@ _msgpack = msgspec.msgpack.Encoder()
 encode = _msgpack.encode
 _json = msgspec.json.Encoder()
 
+
 def stats_array(packed: bytes) -> np.ndarray:
     """A bucket's packed statistics as a read-only vector of ``scoring.STATS_LEN``. A shorter vector
     was stored by a build with fewer statistics (new ones are appended): the rest are zeros."""

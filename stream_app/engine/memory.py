@@ -118,4 +118,3 @@ async def step(pipeline: Pipeline, log: MemoryLog, topics: Topics, partitions: i
     for tp, fetched in batch.items():
         positions[tp] = fetched[-1].offset + 1
     return True
-

@@ -267,10 +267,11 @@ class Rollup:
             first = self._first_end(state, spec) if done is None else done + spec.step_ms
             if first is None or first > last:
                 continue
-            scopes = [scope for scope in state.parts if any(_watches(rule, scope) for rule in rules)]
+            watched = [(scope, watching) for scope in state.parts
+                       if (watching := tuple(r for r in rules if alerts.watches(r, *scope)))]
             for end in range(first, last + 1, spec.step_ms):
-                for scope in scopes:
-                    self._judge_window(state, scope, spec, rules, end, now_ms, decision)
+                for scope, watching in watched:
+                    self._judge_window(state, scope, spec, watching, end, now_ms, decision)
             decision.judged[spec.name] = last
         return decision
 
@@ -283,8 +284,8 @@ class Rollup:
 
     def _judge_window(self, state: RollupPartition, scope: Scope, spec: WindowSpec, rules: tuple[Rule, ...],
                       end: int, now_ms: int, decision: AlertDecision) -> None:
-        named = {"tenant": scope[0], "dimension": scope[1], "key": scope[2]}
-        keys = [alerts.state_key(rule, named) for rule in rules]
+        """Step the rules of ``spec`` that watch ``scope`` on its window ending at ``end``."""
+        keys = [alerts.scope_state_key(rule, *scope) for rule in rules]
         stats = _window(state.merged(scope), spec, end - spec.size_ms, end)
         befores = [decision.changes[k] if k in decision.changes else state.alerts.get(k) for k in keys]
         if stats is None and all(before is None for before in befores):
@@ -293,8 +294,6 @@ class Rollup:
         at_ms = end if self.config.at_event_time else now_ms
         document = snapshot.build(*scope, spec.name, end - spec.size_ms, end, False, values, at_ms)
         for rule, key, before in zip(rules, keys, befores, strict=True):
-            if not alerts.matches(rule, document):
-                continue
             after, events = alerts.step(rule, before, document, end, at_ms)
             if after != before:
                 decision.changes[key] = after
@@ -375,12 +374,6 @@ class Rollup:
                 state.last_emit.pop(scope, None)
                 state.dirty.discard(scope)
         return writes
-
-
-def _watches(rule: Rule, scope: Scope) -> bool:
-    tenant, dimension, key = scope
-    return (rule.dimension == dimension and (rule.tenant is None or rule.tenant == tenant)
-            and (rule.key is None or key in rule.key))
 
 
 def _advance_position(meta: RollupMeta, watermark: Any) -> None:
